@@ -1,0 +1,135 @@
+//! Decoding image files: format sniffed from content (not the extension), EXIF orientation
+//! applied, memory bounded by decoder limits.
+
+use image::{DynamicImage, ImageDecoder, ImageReader};
+use std::io::{BufRead, Cursor, Seek};
+use std::path::{Path, PathBuf};
+
+/// Why an image could not be decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The bytes are not an image this build can decode, are corrupt, or exceed the limits.
+    #[error("cannot decode {what}: {source}")]
+    Image {
+        /// The file path, or `bytes` for in-memory input.
+        what: String,
+        /// The decoder's reason.
+        source: image::ImageError,
+    },
+    /// The image has no pixels.
+    #[error("{what} has zero width or height")]
+    Empty {
+        /// The file path, or `bytes`.
+        what: String,
+    },
+}
+
+/// Decoder limits against decompression bombs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecodeLimits {
+    /// Largest accepted width or height, in pixels.
+    pub max_side_px: u32,
+    /// Largest allocation the decoder may make, in bytes.
+    pub max_alloc_bytes: u64,
+}
+
+impl Default for DecodeLimits {
+    /// 32k pixels a side and 1 GiB: a 100-megapixel RGB photo (300 MB) decodes, a bomb does not.
+    fn default() -> Self {
+        Self { max_side_px: 32_768, max_alloc_bytes: 1 << 30 }
+    }
+}
+
+/// A decoded image, upright.
+#[derive(Debug, Clone)]
+pub struct DecodedImage {
+    /// The pixels with EXIF orientation applied.
+    pub image: DynamicImage,
+    /// The EXIF orientation that was applied (`NoTransforms` when absent).
+    pub orientation: image::metadata::Orientation,
+}
+
+/// Decodes a file.
+pub fn decode_path(path: &Path, limits: DecodeLimits) -> Result<DecodedImage, DecodeError> {
+    let reader = ImageReader::open(path).map_err(|source| DecodeError::Io { path: path.to_path_buf(), source })?;
+    decode_reader(reader, limits, &path.display().to_string())
+}
+
+/// Decodes in-memory bytes (an upload).
+pub fn decode_bytes(bytes: &[u8], limits: DecodeLimits) -> Result<DecodedImage, DecodeError> {
+    decode_reader(ImageReader::new(Cursor::new(bytes)), limits, "bytes")
+}
+
+fn decode_reader<R: BufRead + Seek>(
+    mut reader: ImageReader<R>,
+    limits: DecodeLimits,
+    what: &str,
+) -> Result<DecodedImage, DecodeError> {
+    let image_err = |source| DecodeError::Image { what: what.to_string(), source };
+    // Sniff the format from the magic bytes: extensions lie.
+    reader = reader.with_guessed_format().map_err(|e| image_err(image::ImageError::IoError(e)))?;
+    let mut l = image::Limits::default();
+    l.max_image_width = Some(limits.max_side_px);
+    l.max_image_height = Some(limits.max_side_px);
+    l.max_alloc = Some(limits.max_alloc_bytes);
+    reader.limits(l);
+    let mut decoder = reader.into_decoder().map_err(image_err)?;
+    let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut image = DynamicImage::from_decoder(decoder).map_err(image_err)?;
+    if image.width() == 0 || image.height() == 0 {
+        return Err(DecodeError::Empty { what: what.to_string() });
+    }
+    image.apply_orientation(orientation);
+    Ok(DecodedImage { image, orientation })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn png_bytes(w: u32, h: u32) -> Vec<u8> {
+        let img = image::RgbImage::from_fn(w, h, |x, y| image::Rgb([x as u8, y as u8, 7]));
+        let mut out = Cursor::new(Vec::new());
+        img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+        out.into_inner()
+    }
+
+    #[test]
+    fn sniffs_content_not_extension() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("actually_png.jpg");
+        std::fs::write(&p, png_bytes(5, 3)).unwrap();
+        let d = decode_path(&p, DecodeLimits::default()).unwrap();
+        assert_eq!((d.image.width(), d.image.height()), (5, 3));
+    }
+
+    #[test]
+    fn corrupt_truncated_and_empty_inputs_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty.png");
+        std::fs::write(&empty, b"").unwrap();
+        assert!(decode_path(&empty, DecodeLimits::default()).is_err());
+        let bytes = png_bytes(40, 40);
+        assert!(decode_bytes(&bytes[..bytes.len() / 2], DecodeLimits::default()).is_err());
+        assert!(decode_bytes(b"not an image at all", DecodeLimits::default()).is_err());
+        assert!(matches!(
+            decode_path(&dir.path().join("missing.png"), DecodeLimits::default()),
+            Err(DecodeError::Io { .. })
+        ));
+    }
+
+    #[test]
+    fn limits_refuse_oversized_images() {
+        let limits = DecodeLimits { max_side_px: 16, ..DecodeLimits::default() };
+        assert!(decode_bytes(&png_bytes(17, 4), limits).is_err());
+        assert!(decode_bytes(&png_bytes(16, 4), limits).is_ok());
+    }
+}
