@@ -127,6 +127,22 @@ mod tests {
     }
 
     #[test]
+    fn exif_orientation_is_applied() {
+        let images = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/pixio/images");
+        let rotated = decode_path(&images.join("exif_rot6.jpg"), DecodeLimits::default()).unwrap();
+        assert_eq!(rotated.orientation, image::metadata::Orientation::Rotate90);
+        // The upright PNG is PIL's `exif_transpose` of the same JPEG (libjpeg-turbo pixels), so
+        // the images agree up to JPEG decoder differences.
+        let upright = image::open(images.join("exif_rot6_upright.png")).unwrap().to_rgb8();
+        let ours = rotated.image.to_rgb8();
+        assert_eq!(ours.dimensions(), upright.dimensions());
+        assert_eq!(ours.dimensions(), (24, 40));
+        let diff: f64 = ours.as_raw().iter().zip(upright.as_raw()).map(|(a, b)| a.abs_diff(*b) as f64).sum::<f64>()
+            / ours.as_raw().len() as f64;
+        assert!(diff < 1.0, "mean |Δ| {diff}");
+    }
+
+    #[test]
     fn limits_refuse_oversized_images() {
         let limits = DecodeLimits { max_side_px: 16, ..DecodeLimits::default() };
         assert!(decode_bytes(&png_bytes(17, 4), limits).is_err());

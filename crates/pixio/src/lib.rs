@@ -39,6 +39,8 @@ pub use device::{DeviceChoice, default_dtype, parse_dtype};
 pub use error::{Error, Result};
 pub use hub::{DEFAULT_MODEL, HubOptions, ModelFiles, WeightSource};
 pub use model::{PixioModel, PixioOutput, l2_normalize};
-pub use preprocess::{Filter, Preprocessor, PreprocessorConfig, ResizeTarget, center_crop, resize_pillow, to_rgb};
+pub use preprocess::{
+    Filter, PassOrder, Preprocessor, PreprocessorConfig, ResizeTarget, center_crop, resize_pillow, to_rgb,
+};
 
 pub use candle_core::{DType, Device, Tensor};

@@ -79,6 +79,19 @@ impl Filter {
     }
 }
 
+/// The order of the two separable resize passes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PassOrder {
+    /// Pillow 13's choice: vertical first when the height shrinks by more than twice as many pixels
+    /// as the width (`Δh > 0 && Δh > 2·Δw`), else horizontal first. Bit-exact to transformers'
+    /// PIL backend with Pillow 13.
+    #[default]
+    Pillow,
+    /// Always horizontal first, as torchvision's antialiased uint8 resize (transformers' default
+    /// backend) and earlier Pillow do: within one level of the torchvision backend everywhere.
+    HorizontalFirst,
+}
+
 /// The resize target of `size`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResizeTarget {
@@ -99,6 +112,8 @@ pub struct PreprocessorConfig {
     pub size: ResizeTarget,
     /// Resampling filter.
     pub resample: Filter,
+    /// Pass order of the resize (not part of the JSON file; Pillow's by default).
+    pub pass_order: PassOrder,
     /// Centre-crop after resizing.
     pub do_center_crop: bool,
     /// Centre-crop size.
@@ -150,7 +165,7 @@ const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
 const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 // BitImageProcessor's own defaults (OPENAI_CLIP_MEAN / STD), for keys a file leaves out.
 const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
-const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_1];
+const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_6, 0.275_777_1];
 
 fn parse_resize(v: &serde_json::Value) -> Result<ResizeTarget> {
     let get = |k: &str| v.get(k).and_then(serde_json::Value::as_u64).map(|n| n as usize);
@@ -182,6 +197,7 @@ impl PreprocessorConfig {
             do_resize: true,
             size: ResizeTarget::Exact(model.image_size),
             resample: Filter::Bicubic,
+            pass_order: PassOrder::Pillow,
             do_center_crop: false,
             crop_size: model.image_size,
             do_rescale: true,
@@ -201,6 +217,7 @@ impl PreprocessorConfig {
             do_resize: raw.do_resize.unwrap_or(true),
             size: raw.size.as_ref().map(parse_resize).transpose()?.unwrap_or(ResizeTarget::ShortestEdge(224)),
             resample: Filter::from_pil(raw.resample.unwrap_or(3))?,
+            pass_order: PassOrder::Pillow,
             do_center_crop: raw.do_center_crop.unwrap_or(true),
             crop_size: raw.crop_size.as_ref().map(parse_crop).transpose()?.unwrap_or(Size2::square(224)),
             do_rescale: raw.do_rescale.unwrap_or(true),
@@ -258,6 +275,12 @@ impl Preprocessor {
         self
     }
 
+    /// The same processing with another resize pass order.
+    pub fn with_pass_order(mut self, order: PassOrder) -> Self {
+        self.config.pass_order = order;
+        self
+    }
+
     /// The size `(height, width)` of the resized image, before cropping.
     fn resized_size(&self, height: usize, width: usize) -> (usize, usize) {
         if !self.config.do_resize {
@@ -287,7 +310,7 @@ impl Preprocessor {
         let resized = if (h, w) == (rgb.height() as usize, rgb.width() as usize) {
             rgb
         } else {
-            resize_pillow(&rgb, w, h, self.config.resample)
+            resize_pillow(&rgb, w, h, self.config.resample, self.config.pass_order)
         };
         Ok(if self.config.do_center_crop { center_crop(&resized, self.config.crop_size) } else { resized })
     }
@@ -302,10 +325,10 @@ impl Preprocessor {
     /// `[B, 3, H, W]` for images that preprocess to the same size.
     pub fn preprocess_batch(&self, images: &[DynamicImage]) -> Result<Tensor> {
         let items = images.iter().map(|i| self.preprocess(i)).collect::<Result<Vec<_>>>()?;
-        if let Some(first) = items.first() {
-            if let Some(odd) = items.iter().find(|t| t.dims() != first.dims()) {
-                return Err(Error::Input(format!("batch mixes input sizes {:?} and {:?}", first.dims(), odd.dims())));
-            }
+        if let Some(first) = items.first()
+            && let Some(odd) = items.iter().find(|t| t.dims() != first.dims())
+        {
+            return Err(Error::Input(format!("batch mixes input sizes {:?} and {:?}", first.dims(), odd.dims())));
         }
         Ok(Tensor::stack(&items, 0)?)
     }
@@ -408,58 +431,69 @@ fn clip8(acc: i32) -> u8 {
     }
 }
 
-/// Pillow's `Image.resize((w, h), filter)` for 8-bit RGB: the horizontal pass first into a uint8
-/// image, then the vertical pass; a pass whose size does not change is skipped.
-pub fn resize_pillow(src: &RgbImage, out_w: usize, out_h: usize, filter: Filter) -> RgbImage {
+/// Pillow's `Image.resize((w, h), filter)` for 8-bit RGB: two separable passes with a uint8
+/// image between them; a pass whose size does not change is skipped. Because each pass rounds to
+/// uint8, the [`PassOrder`] changes pixels; the fixtures pin it against Pillow 13.0.
+pub fn resize_pillow(src: &RgbImage, out_w: usize, out_h: usize, filter: Filter, order: PassOrder) -> RgbImage {
     let (in_w, in_h) = (src.width() as usize, src.height() as usize);
-    let half = 1i32 << (PRECISION_BITS - 1);
-    let mut cur: Vec<u8> = src.as_raw().clone();
-    let mut cur_w = in_w;
-    if out_w != in_w {
-        let co = coefficients(in_w, out_w, filter);
-        let mut next = vec![0u8; out_w * in_h * 3];
-        for y in 0..in_h {
-            let row = &cur[y * in_w * 3..(y + 1) * in_w * 3];
-            for xx in 0..out_w {
-                let k = &co.weights[xx * co.ksize..xx * co.ksize + co.counts[xx]];
-                let start = co.starts[xx];
-                let mut acc = [half; 3];
-                for (x, &kx) in k.iter().enumerate() {
-                    let p = &row[(start + x) * 3..(start + x) * 3 + 3];
-                    for c in 0..3 {
-                        acc[c] += p[c] as i32 * kx;
-                    }
-                }
+    let (dw, dh) = (in_w as i64 - out_w as i64, in_h as i64 - out_h as i64);
+    let buf = src.as_raw().clone();
+    let vertical_first = order == PassOrder::Pillow && dh > 0 && dh > 2 * dw;
+    let buf = if vertical_first {
+        let buf = if out_h != in_h { resample_vertical(&buf, in_w, in_h, out_h, filter) } else { buf };
+        if out_w != in_w { resample_horizontal(&buf, in_w, out_h, out_w, filter) } else { buf }
+    } else {
+        let buf = if out_w != in_w { resample_horizontal(&buf, in_w, in_h, out_w, filter) } else { buf };
+        if out_h != in_h { resample_vertical(&buf, out_w, in_h, out_h, filter) } else { buf }
+    };
+    RgbImage::from_raw(out_w as u32, out_h as u32, buf).expect("buffer sized out_w × out_h × 3")
+}
+
+/// One horizontal pass over an interleaved RGB buffer of `w × h`: to `out_w × h`.
+fn resample_horizontal(src: &[u8], w: usize, h: usize, out_w: usize, filter: Filter) -> Vec<u8> {
+    let co = coefficients(w, out_w, filter);
+    let mut out = vec![0u8; out_w * h * 3];
+    for y in 0..h {
+        let row = &src[y * w * 3..(y + 1) * w * 3];
+        for xx in 0..out_w {
+            let k = &co.weights[xx * co.ksize..xx * co.ksize + co.counts[xx]];
+            let start = co.starts[xx];
+            let mut acc = [1i32 << (PRECISION_BITS - 1); 3];
+            for (x, &kx) in k.iter().enumerate() {
+                let p = &row[(start + x) * 3..(start + x) * 3 + 3];
                 for c in 0..3 {
-                    next[(y * out_w + xx) * 3 + c] = clip8(acc[c]);
+                    acc[c] += p[c] as i32 * kx;
                 }
             }
-        }
-        cur = next;
-        cur_w = out_w;
-    }
-    if out_h != in_h {
-        let co = coefficients(in_h, out_h, filter);
-        let mut next = vec![0u8; cur_w * out_h * 3];
-        for yy in 0..out_h {
-            let k = &co.weights[yy * co.ksize..yy * co.ksize + co.counts[yy]];
-            let start = co.starts[yy];
-            for x in 0..cur_w {
-                let mut acc = [half; 3];
-                for (y, &ky) in k.iter().enumerate() {
-                    let p = &cur[((start + y) * cur_w + x) * 3..((start + y) * cur_w + x) * 3 + 3];
-                    for c in 0..3 {
-                        acc[c] += p[c] as i32 * ky;
-                    }
-                }
-                for c in 0..3 {
-                    next[(yy * cur_w + x) * 3 + c] = clip8(acc[c]);
-                }
+            for c in 0..3 {
+                out[(y * out_w + xx) * 3 + c] = clip8(acc[c]);
             }
         }
-        cur = next;
     }
-    RgbImage::from_raw(out_w as u32, out_h as u32, cur).expect("buffer sized out_w × out_h × 3")
+    out
+}
+
+/// One vertical pass over an interleaved RGB buffer of `w × h`: to `w × out_h`.
+fn resample_vertical(src: &[u8], w: usize, h: usize, out_h: usize, filter: Filter) -> Vec<u8> {
+    let co = coefficients(h, out_h, filter);
+    let mut out = vec![0u8; w * out_h * 3];
+    for yy in 0..out_h {
+        let k = &co.weights[yy * co.ksize..yy * co.ksize + co.counts[yy]];
+        let start = co.starts[yy];
+        for x in 0..w {
+            let mut acc = [1i32 << (PRECISION_BITS - 1); 3];
+            for (y, &ky) in k.iter().enumerate() {
+                let p = &src[((start + y) * w + x) * 3..((start + y) * w + x) * 3 + 3];
+                for c in 0..3 {
+                    acc[c] += p[c] as i32 * ky;
+                }
+            }
+            for c in 0..3 {
+                out[(yy * w + x) * 3 + c] = clip8(acc[c]);
+            }
+        }
+    }
+    out
 }
 
 /// transformers' `center_crop`: offsets `(size − crop) // 2` (floor), zero padding where the crop
@@ -500,7 +534,7 @@ mod tests {
     fn resize_keeps_constant_images_constant() {
         let img = RgbImage::from_pixel(37, 23, image::Rgb([77, 0, 255]));
         for (w, h) in [(64, 64), (5, 3), (100, 7)] {
-            let out = resize_pillow(&img, w, h, Filter::Bicubic);
+            let out = resize_pillow(&img, w, h, Filter::Bicubic, PassOrder::Pillow);
             assert!(out.pixels().all(|p| p.0 == [77, 0, 255]), "{w}x{h}");
         }
     }

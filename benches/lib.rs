@@ -1,0 +1,89 @@
+//! Shared helpers for the benchmarks: timing with process CPU time, and random-weight checkpoints.
+
+use candle_core::{DType, Device, Tensor};
+use std::collections::HashMap;
+use std::time::Instant;
+
+/// Process CPU time (user + system, all threads), in seconds.
+pub fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage only writes into the struct we pass.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// Wall and CPU seconds of each of `iters` runs of `f`, after `warmup` untimed runs.
+pub fn time_runs(
+    warmup: usize,
+    iters: usize,
+    mut f: impl FnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<Vec<(f64, f64)>> {
+    for _ in 0..warmup {
+        f()?;
+    }
+    (0..iters)
+        .map(|_| {
+            let (t0, c0) = (Instant::now(), cpu_seconds());
+            f()?;
+            Ok((t0.elapsed().as_secs_f64(), cpu_seconds() - c0))
+        })
+        .collect()
+}
+
+/// Median and minimum.
+pub fn median_min(mut v: Vec<f64>) -> (f64, f64) {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    let med = if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 };
+    (med, v[0])
+}
+
+/// Random weights in the Hub layout for `cfg` (speed does not depend on the values).
+pub fn random_hub_tensors(cfg: &pixio::Config) -> anyhow::Result<HashMap<String, Tensor>> {
+    let dev = Device::Cpu;
+    let (h, i, c, ph, pw, ncls) = (
+        cfg.hidden_size,
+        cfg.intermediate_size(),
+        cfg.num_channels,
+        cfg.patch_size.height,
+        cfg.patch_size.width,
+        cfg.n_cls_tokens,
+    );
+    let n = (cfg.image_size.height / ph) * (cfg.image_size.width / pw);
+    let mut t = HashMap::new();
+    let mut put = |k: String, shape: &[usize], std: f64| -> anyhow::Result<()> {
+        t.insert(k, Tensor::randn(0f32, std as f32, shape, &dev)?.to_dtype(DType::F32)?);
+        Ok(())
+    };
+    put("embeddings.cls_token".into(), &[1, ncls, h], 0.02)?;
+    put("embeddings.position_embeddings".into(), &[1, ncls + n, h], 0.02)?;
+    put("embeddings.patch_embeddings.projection.weight".into(), &[h, c, ph, pw], 0.02)?;
+    put("embeddings.patch_embeddings.projection.bias".into(), &[h], 0.02)?;
+    for l in 0..cfg.num_hidden_layers {
+        let p = format!("encoder.layer.{l}");
+        for (name, shape) in [
+            ("norm1.weight", vec![h]),
+            ("norm1.bias", vec![h]),
+            ("norm2.weight", vec![h]),
+            ("norm2.bias", vec![h]),
+            ("attention.attention.query.weight", vec![h, h]),
+            ("attention.attention.query.bias", vec![h]),
+            ("attention.attention.key.weight", vec![h, h]),
+            ("attention.attention.key.bias", vec![h]),
+            ("attention.attention.value.weight", vec![h, h]),
+            ("attention.attention.value.bias", vec![h]),
+            ("attention.output.dense.weight", vec![h, h]),
+            ("attention.output.dense.bias", vec![h]),
+            ("mlp.fc1.weight", vec![i, h]),
+            ("mlp.fc1.bias", vec![i]),
+            ("mlp.fc2.weight", vec![h, i]),
+            ("mlp.fc2.bias", vec![h]),
+        ] {
+            put(format!("{p}.{name}"), &shape, 0.02)?;
+        }
+    }
+    put("layernorm.weight".into(), &[h], 0.02)?;
+    put("layernorm.bias".into(), &[h], 0.02)?;
+    Ok(t)
+}
