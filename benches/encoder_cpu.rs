@@ -16,6 +16,10 @@ use pixio::{Config, ModelFiles, PixioModel};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+// candle allocates a fresh buffer per op; mimalloc reuses them instead of faulting in new pages.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 struct Case {
     name: &'static str,
     size: usize,

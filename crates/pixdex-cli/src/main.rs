@@ -6,6 +6,11 @@ mod cmd;
 use clap::Parser;
 use std::process::ExitCode;
 
+// candle allocates a fresh buffer for every op; mimalloc reuses them instead of faulting in new
+// pages each time (about 15% of CPU forward time with the system allocator).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let args = args::Cli::parse();
     tracing_subscriber::fmt()

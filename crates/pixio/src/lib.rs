@@ -26,6 +26,7 @@
 
 mod backbone;
 mod config;
+mod cpu_ops;
 mod device;
 mod error;
 mod hub;

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use crate::config::Config;
+use crate::cpu_ops;
 use crate::error::{Error, Result};
 use crate::hub::ModelFiles;
 use crate::weights::{BACKBONE_NORM, Checkpoint, Weights};
@@ -31,6 +32,12 @@ impl Linear {
 
 impl Module for Linear {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        if let Some(b) = &self.bias
+            && x.device().is_cpu()
+            && x.dtype() == DType::F32
+        {
+            return x.contiguous()?.apply_op3_no_bwd(&self.weight, b, &cpu_ops::LinearOp);
+        }
         let dims = x.dims();
         let in_dim = dims[dims.len() - 1];
         let rows = x.elem_count() / in_dim;
@@ -51,17 +58,27 @@ impl Module for Linear {
 pub(crate) struct LayerNorm {
     weight: Tensor,
     bias: Tensor,
+    /// Host copies for the fused CPU kernel.
+    weight_host: Vec<f32>,
+    bias_host: Vec<f32>,
     eps: f64,
 }
 
 impl LayerNorm {
     pub(crate) fn new(w: &Weights, dim: usize, eps: f64) -> Result<Self> {
-        Ok(Self { weight: w.get_f32("weight", &[dim])?, bias: w.get_f32("bias", &[dim])?, eps })
+        let weight = w.get_f32("weight", &[dim])?;
+        let bias = w.get_f32("bias", &[dim])?;
+        let (weight_host, bias_host) = (weight.to_vec1()?, bias.to_vec1()?);
+        Ok(Self { weight, bias, weight_host, bias_host, eps })
     }
 }
 
 impl Module for LayerNorm {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        if x.device().is_cpu() && x.dtype() == DType::F32 {
+            let op = cpu_ops::LayerNormOp { weight: &self.weight_host, bias: &self.bias_host, eps: self.eps as f32 };
+            return x.contiguous()?.apply_op1_no_bwd(&op);
+        }
         let dtype = x.dtype();
         let x = x.to_dtype(DType::F32)?;
         let mean = x.mean_keepdim(D::Minus1)?;
@@ -258,8 +275,13 @@ impl Attention {
 impl Module for Attention {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let (b, t, h) = x.dims3()?;
-        let qkv = self.qkv.forward(x)?.reshape((b, t, 3, self.heads, self.head_dim))?.permute((2, 0, 3, 1, 4))?; // [3, B, heads, T, hd]
+        let qkv = self.qkv.forward(x)?; // [B, T, 3H]
         let scale = (self.head_dim as f64).powf(-0.5);
+        if qkv.device().is_cpu() && qkv.dtype() == DType::F32 {
+            let op = cpu_ops::AttentionOp { heads: self.heads, head_dim: self.head_dim, scale: scale as f32 };
+            return self.output.forward(&qkv.contiguous()?.apply_op1_no_bwd(&op)?);
+        }
+        let qkv = qkv.reshape((b, t, 3, self.heads, self.head_dim))?.permute((2, 0, 3, 1, 4))?; // [3, B, heads, T, hd]
         let q = (qkv.get(0)? * scale)?.contiguous()?;
         let k = qkv.get(1)?.contiguous()?;
         let v = qkv.get(2)?.contiguous()?;
@@ -281,7 +303,7 @@ struct Mlp {
 impl Module for Mlp {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         // gelu_erf: transformers' "gelu" is the exact erf form, not the tanh approximation.
-        self.fc2.forward(&self.fc1.forward(x)?.gelu_erf()?)
+        self.fc2.forward(&cpu_ops::gelu_erf(&self.fc1.forward(x)?)?)
     }
 }
 
