@@ -25,11 +25,20 @@ pub struct ModelArgs {
     #[arg(long, env = "PIXDEX_MODEL", default_value = pixio::DEFAULT_MODEL)]
     pub model: String,
     /// `cpu`, `cuda` or `cuda:N` (CUDA needs a build with `--features cuda`).
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
-    /// Compute dtype: f32, f16 or bf16 (default: f32 on CPU, bf16 on CUDA).
-    #[arg(long)]
-    pub dtype: Option<String>,
+    #[arg(long, default_value = "cpu", value_parser = parse_device)]
+    pub device: pixio::DeviceChoice,
+    /// Compute dtype: f32, f16 or bf16 (default: f32 on CPU, bf16 on CUDA; use f16 on GPUs older
+    /// than Ampere, which lack bf16).
+    #[arg(long, value_parser = parse_dtype)]
+    pub dtype: Option<pixio::DType>,
+}
+
+fn parse_device(s: &str) -> Result<pixio::DeviceChoice, String> {
+    s.parse().map_err(|e: pixio::Error| e.to_string())
+}
+
+fn parse_dtype(s: &str) -> Result<pixio::DType, String> {
+    pixio::parse_dtype(s).map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Args)]

@@ -80,8 +80,11 @@ fn decode_reader<R: BufRead + Seek>(
     l.max_image_width = Some(limits.max_side_px);
     l.max_image_height = Some(limits.max_side_px);
     l.max_alloc = Some(limits.max_alloc_bytes);
-    reader.limits(l);
+    reader.limits(l.clone());
     let mut decoder = reader.into_decoder().map_err(image_err)?;
+    // `from_decoder` does not charge the pixel buffer against `max_alloc` (only
+    // `ImageReader::decode` does), so reserve it here before anything is allocated.
+    l.reserve(decoder.total_bytes()).map_err(image_err)?;
     let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
     let mut image = DynamicImage::from_decoder(decoder).map_err(image_err)?;
     if image.width() == 0 || image.height() == 0 {
@@ -147,5 +150,33 @@ mod tests {
         let limits = DecodeLimits { max_side_px: 16, ..DecodeLimits::default() };
         assert!(decode_bytes(&png_bytes(17, 4), limits).is_err());
         assert!(decode_bytes(&png_bytes(16, 4), limits).is_ok());
+        let limits = DecodeLimits { max_alloc_bytes: 1000, ..DecodeLimits::default() };
+        assert!(decode_bytes(&png_bytes(20, 20), limits).is_err(), "1200 pixel bytes exceed 1000");
+    }
+
+    /// A tiny file whose header claims 30000 × 30000 RGBA16 (7.2 GB) must be refused before any
+    /// allocation, not abort the process.
+    #[test]
+    fn decompression_bomb_header_is_refused() {
+        let mut png = png_bytes(1, 1);
+        // IHDR data starts at byte 16: width, height (big-endian), bit depth 16, colour type 6.
+        png[16..24].copy_from_slice(&[0, 0, 0x75, 0x30, 0, 0, 0x75, 0x30]);
+        png[24] = 16;
+        png[25] = 6;
+        let crc = crc32(&png[12..29]);
+        png[29..33].copy_from_slice(&crc.to_be_bytes());
+        let err = decode_bytes(&png, DecodeLimits::default()).unwrap_err();
+        assert!(matches!(err, DecodeError::Image { .. }), "{err}");
+    }
+
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut crc = 0xFFFF_FFFFu32;
+        for &b in bytes {
+            crc ^= b as u32;
+            for _ in 0..8 {
+                crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+            }
+        }
+        !crc
     }
 }

@@ -12,7 +12,7 @@
 use candle_core::{DType, Device, Module, Tensor};
 
 use crate::config::Config;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::hub::ModelFiles;
 use crate::model::{LayerNorm, PixioModel};
 use crate::weights::{BACKBONE_NORM, Checkpoint, Weights};
@@ -43,7 +43,7 @@ impl PixioBackbone {
         let ckpt = Checkpoint::open(&files.weights, device, dtype)?;
         let stages = config.out_stage_indices()?;
         let stage_names = config.stage_names();
-        let model = PixioModel::from_checkpoint(config, &ckpt, device, dtype)?;
+        let model = PixioModel::from_checkpoint(config, &ckpt, device, dtype).map_err(|e| ckpt.explain(e))?;
         let w = Weights::root(&ckpt);
         let norm = if w.contains(&format!("{BACKBONE_NORM}.weight")) {
             LayerNorm::new(&w.pp(BACKBONE_NORM), model.config().hidden_size, model.config().layer_norm_eps)?
@@ -76,9 +76,9 @@ impl PixioBackbone {
     /// Runs the encoder and returns the selected stages' feature maps, in stage order.
     pub fn forward(&self, pixel_values: &Tensor) -> Result<Vec<FeatureMap>> {
         let out = self.model.forward_with_hidden_states(pixel_values)?;
-        let hidden = out.hidden_states.as_ref().ok_or_else(|| Error::Input("no hidden states".into()))?;
+        let hidden = out.hidden_states.as_ref().expect("forward_with_hidden_states keeps them");
         let cfg = self.model.config();
-        let (gh, gw) = out.grid;
+        let (gh, gw) = out.grid();
         self.stages
             .iter()
             .map(|&i| {

@@ -155,7 +155,7 @@ impl Config {
         Self { hidden_size: 1024, num_hidden_layers: 24, num_attention_heads: 16, ..Self::default() }
     }
 
-    /// Parses `config.json` text and checks it.
+    /// Parses `config.json` text (call [`Config::validate`] before use).
     pub fn from_json(text: &str) -> std::result::Result<Self, serde_json::Error> {
         serde_json::from_str(text)
     }
@@ -179,6 +179,9 @@ impl Config {
                 "hidden_size {} is not divisible by num_attention_heads {}",
                 self.hidden_size, self.num_attention_heads
             ));
+        }
+        if self.n_cls_tokens == 0 {
+            return bad("n_cls_tokens must be at least 1 (the global embedding is their mean)".into());
         }
         if self.patch_size.height == 0 || self.patch_size.width == 0 {
             return bad("patch_size must be positive".into());

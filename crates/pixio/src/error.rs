@@ -27,6 +27,19 @@ pub enum Error {
     /// The preprocessor configuration asks for something unsupported.
     #[error("invalid preprocessor config: {0}")]
     Preprocessor(String),
+    /// The checkpoint files are inconsistent (duplicate names, a shard outside the folder).
+    #[error("invalid checkpoint: {0}")]
+    Checkpoint(String),
+    /// The checkpoint does not look like a Pixio model in any known key layout.
+    #[error(
+        "checkpoint is not in a known Pixio key layout: it lacks `{missing}` and has foreign tensors such as `{foreign}`"
+    )]
+    UnknownLayout {
+        /// The first canonical tensor that could not be found.
+        missing: String,
+        /// One stored name that maps to no Pixio tensor.
+        foreign: String,
+    },
     /// The checkpoint lacks a tensor the model needs.
     #[error("checkpoint is missing tensor `{key}`")]
     MissingTensor {

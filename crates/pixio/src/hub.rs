@@ -125,7 +125,7 @@ fn shard_names(index: &Path) -> Result<BTreeSet<String>> {
         serde_json::from_str(&text).map_err(|source| Error::Json { path: index.to_path_buf(), source })?;
     let names: BTreeSet<String> = idx.weight_map.into_values().collect();
     if let Some(bad) = names.iter().find(|n| n.contains('/') || n.contains('\\') || n.starts_with('.')) {
-        return Err(Error::Config(format!("{}: shard name `{bad}` leaves the model folder", index.display())));
+        return Err(Error::Checkpoint(format!("{}: shard name `{bad}` leaves the model folder", index.display())));
     }
     Ok(names)
 }
@@ -189,14 +189,39 @@ impl ModelFiles {
 struct HubFetch {
     repo: String,
     cache: hf_hub::CacheRepo,
+    /// `snapshots/<sha>` when the revision is a commit sha (Python's cache has no ref for it).
+    snapshot: Option<PathBuf>,
     online: Option<(hf_hub::api::sync::ApiRepo, BTreeSet<String>)>,
+    /// Why the Hub was not used.
+    offline_reason: String,
+}
+
+/// The HTTP status of a failed Hub request, if the server answered.
+fn http_status(err: &hf_hub::api::sync::ApiError) -> Option<u16> {
+    match err {
+        hf_hub::api::sync::ApiError::RequestError(e) => match e.as_ref() {
+            ureq::Error::StatusCode(code) => Some(*code),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 impl HubFetch {
     fn new(repo: &str, repo_ref: hf_hub::Repo, hub: &HubOptions) -> Result<Self> {
         let cache = hf_hub::Cache::new(hub.cache_dir.clone()).repo(repo_ref.clone());
+        let rev = repo_ref.revision();
+        let snapshot = (rev.len() == 40 && rev.chars().all(|c| c.is_ascii_hexdigit()))
+            .then(|| hub.cache_dir.join(repo_ref.folder_name()).join("snapshots").join(rev));
+        let mut fetch = Self {
+            repo: repo.to_string(),
+            cache,
+            snapshot,
+            online: None,
+            offline_reason: "the Hub is offline (HF_HUB_OFFLINE)".into(),
+        };
         if hub.offline {
-            return Ok(Self { repo: repo.to_string(), cache, online: None });
+            return Ok(fetch);
         }
         let err = |reason: String| Error::Hub { repo: repo.to_string(), file: "(repo info)".into(), reason };
         let mut builder = hf_hub::api::sync::ApiBuilder::from_cache(hf_hub::Cache::new(hub.cache_dir.clone()))
@@ -211,19 +236,33 @@ impl HubFetch {
         // One listing call tells which weight layout the repo has without probing for 404s.
         let files = match api.info() {
             Ok(info) => info.siblings.into_iter().map(|s| s.rfilename).collect(),
-            Err(e) => {
-                // Unreachable Hub: fall back to what the cache holds, as huggingface_hub does.
-                tracing::warn!(repo, error = %e, "Hugging Face Hub unreachable; using the local cache");
-                return Ok(Self { repo: repo.to_string(), cache, online: None });
-            }
+            Err(e) => match http_status(&e) {
+                Some(code @ (401 | 403)) => {
+                    return Err(err(format!(
+                        "HTTP {code}: the repo is gated or private; accept its licence on huggingface.co and set HF_TOKEN"
+                    )));
+                }
+                Some(404) => return Err(err("HTTP 404: no such repo (or it is private; set HF_TOKEN)".into())),
+                Some(code) => return Err(err(format!("HTTP {code}: {e}"))),
+                None => {
+                    // No answer from the Hub: use what the cache holds, as huggingface_hub does.
+                    tracing::warn!(repo, error = %e, "Hugging Face Hub unreachable; using the local cache");
+                    fetch.offline_reason = format!("the Hub is unreachable ({e})");
+                    return Ok(fetch);
+                }
+            },
         };
-        Ok(Self { repo: repo.to_string(), cache, online: Some((api, files)) })
+        fetch.online = Some((api, files));
+        Ok(fetch)
     }
 
     /// The local path of `file`, downloading it if needed; `None` if the repo has no such file.
     fn get(&self, file: &str) -> Result<Option<PathBuf>> {
         match &self.online {
-            None => Ok(self.cache.get(file)),
+            None => Ok(match &self.snapshot {
+                Some(dir) => Some(dir.join(file)).filter(|p| p.is_file()),
+                None => self.cache.get(file),
+            }),
             Some((_, files)) if !files.contains(file) => Ok(None),
             Some((api, _)) => api.get(file).map(Some).map_err(|e| Error::Hub {
                 repo: self.repo.clone(),
@@ -236,9 +275,7 @@ impl HubFetch {
     fn not_found(&self, file: &str) -> Error {
         let reason = match self.online {
             Some(_) => "the repo has no such file".to_string(),
-            None => {
-                "not in the local Hugging Face cache and the Hub is offline (HF_HUB_OFFLINE) or unreachable".to_string()
-            }
+            None => "not in the local Hugging Face cache, and ".to_string() + &self.offline_reason,
         };
         Error::Hub { repo: self.repo.clone(), file: file.to_string(), reason }
     }
@@ -290,6 +327,28 @@ mod tests {
         assert_eq!(files.weights, vec![snap.join("s-1.safetensors"), snap.join("s-2.safetensors")]);
         let err = ModelFiles::resolve_with(&WeightSource::parse("org/absent").unwrap(), &opts).unwrap_err().to_string();
         assert!(err.contains("offline"), "{err}");
+        // A commit sha resolves through snapshots/ even without a ref file for it.
+        let sha = "0123456789abcdef0123456789abcdef01234567";
+        let pinned = cache.path().join("models--org--tiny/snapshots").join(sha);
+        std::fs::create_dir_all(&pinned).unwrap();
+        std::fs::write(pinned.join(CONFIG), "{}").unwrap();
+        std::fs::write(pinned.join(WEIGHTS), "").unwrap();
+        let files = ModelFiles::resolve_with(&WeightSource::parse(&format!("org/tiny@{sha}")).unwrap(), &opts).unwrap();
+        assert_eq!(files.weights, vec![pinned.join(WEIGHTS)]);
+    }
+
+    /// An unreachable endpoint falls back to the cache and says why when the file is not there.
+    #[test]
+    fn unreachable_hub_falls_back_to_the_cache() {
+        let cache = tempfile::tempdir().unwrap();
+        let opts = HubOptions {
+            cache_dir: cache.path().to_path_buf(),
+            offline: false,
+            token: None,
+            endpoint: Some("http://127.0.0.1:9".into()),
+        };
+        let err = ModelFiles::resolve_with(&WeightSource::parse("org/tiny").unwrap(), &opts).unwrap_err().to_string();
+        assert!(err.contains("unreachable"), "{err}");
     }
 
     #[test]

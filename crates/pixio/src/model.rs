@@ -183,10 +183,17 @@ impl Embeddings {
             mw.broadcast_left(key.0)?.contiguous()?.matmul(&rows)? // [gh, gw, H]
         };
         let table = table.reshape((1, key.0 * key.1, h))?.to_dtype(dtype)?;
+        // Input sizes are the caller's choice: keep the cache small.
+        if cache.len() >= POSITION_CACHE_ENTRIES {
+            cache.clear();
+        }
         cache.insert(key, table.clone());
         Ok(table)
     }
 }
+
+/// Interpolated position tables kept per model (one per input grid size).
+const POSITION_CACHE_ENTRIES: usize = 8;
 
 /// The trained position grid: `image_size / patch_size` when the table has that many rows, else
 /// the square the table length implies (transformers reshapes to `sqrt(N)` the same way).
@@ -282,12 +289,13 @@ impl Module for Attention {
             return self.output.forward(&qkv.contiguous()?.apply_op1_no_bwd(&op)?);
         }
         let qkv = qkv.reshape((b, t, 3, self.heads, self.head_dim))?.permute((2, 0, 3, 1, 4))?; // [3, B, heads, T, hd]
-        let q = (qkv.get(0)? * scale)?.contiguous()?;
-        let k = qkv.get(1)?.contiguous()?;
+        // Scores and softmax in f32 whatever the compute dtype (as SDPA keeps them): rounding
+        // bf16 logits of ~10 would cost ~0.05 each. Attention is a few percent of the FLOPs.
+        let q = qkv.get(0)?.to_dtype(DType::F32)?.contiguous()?;
+        let k = qkv.get(1)?.to_dtype(DType::F32)?.contiguous()?;
         let v = qkv.get(2)?.contiguous()?;
-        let scores = q.matmul(&k.t()?)?; // [B, heads, T, T]
-        // Softmax in f32, as transformers does for every dtype.
-        let probs = candle_nn::ops::softmax_last_dim(&scores.to_dtype(DType::F32)?)?.to_dtype(v.dtype())?;
+        let scores = (q.matmul(&k.t()?)? * scale)?; // [B, heads, T, T]
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(v.dtype())?;
         let context = probs.matmul(&v)?; // [B, heads, T, hd]
         let context = context.transpose(1, 2)?.reshape((b, t, h))?;
         self.output.forward(&context)
@@ -348,13 +356,21 @@ pub struct PixioOutput {
     /// With [`PixioModel::forward_with_hidden_states`]: the `L + 1` residual streams
     /// (embeddings, then each block's output), all before the final LayerNorm.
     pub hidden_states: Option<Vec<Tensor>>,
-    /// The patch grid `(gh, gw)` of this input.
-    pub grid: (usize, usize),
-    /// Number of class tokens in front of the patches.
-    pub n_cls_tokens: usize,
+    pub(crate) grid: (usize, usize),
+    pub(crate) n_cls_tokens: usize,
 }
 
 impl PixioOutput {
+    /// The patch grid `(gh, gw)` of this input.
+    pub fn grid(&self) -> (usize, usize) {
+        self.grid
+    }
+
+    /// Number of class tokens in front of the patches.
+    pub fn n_cls_tokens(&self) -> usize {
+        self.n_cls_tokens
+    }
+
     /// The patch tokens of `last_hidden_state` as `[B, gh, gw, H]`.
     pub fn patch_grid(&self) -> Result<Tensor> {
         let (b, t, h) = self.last_hidden_state.dims3()?;
@@ -392,7 +408,7 @@ impl PixioModel {
     pub fn load(files: &ModelFiles, device: &Device, dtype: DType) -> Result<Self> {
         let config = Config::from_file(&files.config)?;
         let ckpt = Checkpoint::open(&files.weights, device, dtype)?;
-        let model = Self::from_checkpoint(config, &ckpt, device, dtype)?;
+        let model = Self::from_checkpoint(config, &ckpt, device, dtype).map_err(|e| ckpt.explain(e))?;
         // A saved PixioBackbone also carries the backbone's own feature norm.
         ckpt.ensure_all_used(&[BACKBONE_NORM])?;
         Ok(model)

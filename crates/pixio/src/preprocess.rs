@@ -161,6 +161,9 @@ impl MeanStd {
     }
 }
 
+/// Largest resized image (64 megapixels) before cropping.
+const MAX_RESIZED_PIXELS: usize = 64 << 20;
+
 const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
 const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 // BitImageProcessor's own defaults (OPENAI_CLIP_MEAN / STD), for keys a file leaves out.
@@ -256,9 +259,11 @@ impl Preprocessor {
     /// Reads a `preprocessor_config.json`.
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
-        PreprocessorConfig::from_json(&text)
-            .map(Self::new)
-            .map_err(|e| Error::Preprocessor(format!("{}: {e}", path.display())))
+        match PreprocessorConfig::from_json(&text) {
+            Ok(cfg) => Ok(Self::new(cfg)),
+            Err(Error::Preprocessor(msg)) => Err(Error::Preprocessor(format!("{}: {msg}", path.display()))),
+            Err(e) => Err(e),
+        }
     }
 
     /// The config in use.
@@ -304,8 +309,9 @@ impl Preprocessor {
         }
         let rgb = if self.config.do_convert_rgb { to_rgb(image) } else { image.to_rgb8() };
         let (h, w) = self.resized_size(rgb.height() as usize, rgb.width() as usize);
-        if h == 0 || w == 0 {
-            return Err(Error::Input(format!("image {}x{} resizes to nothing", image.width(), image.height())));
+        // A shortest-edge resize of an extreme panorama would allocate gigabytes.
+        if h == 0 || w == 0 || h.saturating_mul(w) > MAX_RESIZED_PIXELS {
+            return Err(Error::Input(format!("image {}x{} resizes to {w}x{h}", image.width(), image.height())));
         }
         let resized = if (h, w) == (rgb.height() as usize, rgb.width() as usize) {
             rgb

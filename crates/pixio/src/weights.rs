@@ -72,6 +72,16 @@ impl Checkpoint {
         Ok(Self { store, names, unknown, used: RefCell::new(BTreeSet::new()), device: device.clone(), dtype })
     }
 
+    /// Explains a missing tensor better when the file is in a foreign layout.
+    pub(crate) fn explain(&self, err: Error) -> Error {
+        match (err, self.unknown.first()) {
+            (Error::MissingTensor { key }, Some(foreign)) => {
+                Error::UnknownLayout { missing: key, foreign: foreign.clone() }
+            }
+            (err, _) => err,
+        }
+    }
+
     pub(crate) fn contains(&self, canonical: &str) -> bool {
         self.names.contains_key(canonical)
     }
@@ -189,7 +199,7 @@ fn canonicalize(stored: &[String]) -> Result<(BTreeMap<String, String>, Vec<Stri
         match canonical {
             Some(c) => {
                 if let Some(prev) = names.insert(c.clone(), key.clone()) {
-                    return Err(Error::Config(format!("checkpoint has both `{prev}` and `{key}` for tensor `{c}`")));
+                    return Err(Error::Checkpoint(format!("both `{prev}` and `{key}` name tensor `{c}`")));
                 }
             }
             None => unknown.push(key.clone()),

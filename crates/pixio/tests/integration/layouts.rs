@@ -64,6 +64,27 @@ fn layer_count_beyond_the_checkpoint_is_a_missing_tensor() {
     assert!(matches!(PixioModel::load(&files, &Device::Cpu, DType::F32), Err(Error::MissingTensor { .. })));
 }
 
+/// The CUDA path (bf16 compute, LayerNorm and softmax in f32) against the f32 reference. Run on a
+/// GPU machine with `cargo test -p pixio --features cuda -- --ignored cuda`.
+#[test]
+#[ignore = "needs a CUDA device"]
+fn cuda_bf16_matches_reference() {
+    let device = pixio::DeviceChoice::Cuda(0).open().expect("a CUDA device");
+    let reference = fixtures::reference("a");
+    for name in ["a-hub", "a-hub-f16-sharded"] {
+        let model = PixioModel::load(&fixtures::model_files(name), &device, DType::BF16).unwrap();
+        for (key, _) in fixtures::images(&reference) {
+            let out = model.forward(fixtures::get(&reference, &format!("{key}.pixel_values"))).unwrap();
+            let ours = out.global_embedding().unwrap().to_device(&Device::Cpu).unwrap();
+            let want = pixio::l2_normalize(fixtures::get(&reference, &format!("{key}.pooler_output"))).unwrap();
+            let cos = (ours * want).unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
+            assert!(cos > 0.99, "{name}/{key}: cosine {cos}");
+            let grid = out.patch_grid().unwrap().to_dtype(DType::F32).unwrap().to_device(&Device::Cpu).unwrap();
+            assert_eq!(grid.dims(), &[1, 4, 4, 64]);
+        }
+    }
+}
+
 #[test]
 fn half_precision_compute_stays_close() {
     // bf16/f16 compute (what CUDA uses) on the CPU: LayerNorm and softmax in f32 keep the global
@@ -78,4 +99,17 @@ fn half_precision_compute_stays_close() {
         let cos = (ours * want).unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
         assert!(cos > 0.99, "{dtype:?}: cosine {cos}");
     }
+}
+
+#[test]
+fn foreign_layout_names_what_is_missing_and_what_is_foreign() {
+    let (_d, files) = edited_copy(|t| {
+        let cls = t.remove("embeddings.cls_token").unwrap();
+        t.insert("cls_token".into(), cls);
+    });
+    let err = PixioModel::load(&files, &Device::Cpu, DType::F32).unwrap_err();
+    assert!(
+        matches!(&err, Error::UnknownLayout { missing, foreign } if missing == "embeddings.cls_token" && foreign == "cls_token"),
+        "{err}"
+    );
 }
