@@ -23,6 +23,7 @@ fn check_checkpoint(cfg: &str, model_name: &str) {
             let lhs = max_abs_diff(&out.last_hidden_state, get(&reference, &format!("{p}.last_hidden_state")));
             let pool = max_abs_diff(&out.pooler_output, get(&reference, &format!("{p}.pooler_output")));
             assert!(lhs <= TOL && pool <= TOL, "{model_name}/{p}: last_hidden_state {lhs:e}, pooler {pool:e}");
+            eprintln!("{model_name}/{p}: max |Δ| last_hidden_state {lhs:.2e}, pooler {pool:.2e}");
             worst_lhs = worst_lhs.max(lhs);
             worst_pool = worst_pool.max(pool);
         }
@@ -142,5 +143,33 @@ fn rejects_inputs_that_do_not_fit_the_patch_grid() {
     for shape in [(1, 3, 64, 60), (1, 3, 8, 64), (1, 1, 64, 64)] {
         let x = pixio::Tensor::zeros(shape, DType::F32, &Device::Cpu).unwrap();
         assert!(matches!(model.forward(&x), Err(pixio::Error::Input(_))), "{shape:?}");
+    }
+}
+
+/// `apply_layernorm: false` and `reshape_hidden_states: false` give the raw residual streams with
+/// their class tokens, i.e. transformers' `hidden_states[k]`.
+#[test]
+fn backbone_options_from_config() {
+    let reference = fixtures::reference("a");
+    let dir = tempfile::tempdir().unwrap();
+    let src = fixtures::model_dir("a-hub");
+    for f in ["model.safetensors", "preprocessor_config.json"] {
+        std::fs::copy(src.join(f), dir.path().join(f)).unwrap();
+    }
+    let mut cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(src.join("config.json")).unwrap()).unwrap();
+    cfg["apply_layernorm"] = serde_json::json!(false);
+    cfg["reshape_hidden_states"] = serde_json::json!(false);
+    cfg["out_indices"] = serde_json::json!([0, -1]);
+    cfg["out_features"] = serde_json::Value::Null;
+    std::fs::write(dir.path().join("config.json"), cfg.to_string()).unwrap();
+    let backbone =
+        PixioBackbone::load(&pixio::ModelFiles::from_dir(dir.path()).unwrap(), &Device::Cpu, DType::F32).unwrap();
+    assert_eq!(backbone.out_features(), vec!["stem", "stage2"]);
+    let maps = backbone.forward(get(&reference, "photo_jpg.pixel_values")).unwrap();
+    for (m, k) in maps.iter().zip([0, 2]) {
+        assert_eq!(m.features.dims(), &[1, 8 + 16, 64]);
+        let d = max_abs_diff(&m.features, get(&reference, &format!("photo_jpg.hidden_states.{k}")));
+        assert!(d <= TOL, "{}: {d:e}", m.stage);
     }
 }
