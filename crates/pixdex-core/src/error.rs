@@ -1,0 +1,63 @@
+//! The one error type of `pixdex-core`.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong with a collection.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The sled database failed (I/O, corruption) or is locked by another process.
+    #[error("collection store at {path}: {source}")]
+    Store {
+        /// The collection folder.
+        path: PathBuf,
+        /// The cause.
+        source: sled::Error,
+    },
+    /// Another process (a running `pixdex serve`?) holds the collection.
+    #[error("the collection at {path} is in use by another pixdex process (use `--server URL` to go through it)")]
+    Locked {
+        /// The collection folder.
+        path: PathBuf,
+    },
+    /// The collection was built with another model or embedding definition.
+    #[error("collection was built with {expected}, not {found}: use the same model, or another --db")]
+    ModelMismatch {
+        /// What the collection pins.
+        expected: String,
+        /// What the caller brought.
+        found: String,
+    },
+    /// A stored value does not decode (a bug or on-disk corruption).
+    #[error("corrupt collection value `{what}`: {reason}")]
+    Corrupt {
+        /// Which value.
+        what: String,
+        /// Why.
+        reason: String,
+    },
+    /// A vector has the wrong dimension or is not finite / not unit length.
+    #[error("invalid vector: {0}")]
+    InvalidVector(String),
+    /// No image with this id.
+    #[error("no image with id {0}")]
+    NotFound(u64),
+    /// The HNSW files could not be written or read.
+    #[error("HNSW index at {path}: {reason}")]
+    Index {
+        /// The index folder.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// Any other I/O.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// `Result` with [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;

@@ -1,0 +1,16 @@
+//! The pixdex collection: a folder holding a sled database (the truth: image records, global
+//! vectors, reduced patch grids, metadata pinning the model) and an HNSW graph over the global
+//! vectors (derived, persisted beside it, caught up or rebuilt on open).
+#![deny(missing_docs)]
+
+mod codec;
+mod collection;
+mod error;
+mod index;
+mod schema;
+
+pub use codec::{PatchCodec, PatchGrid, UnitVector};
+pub use collection::{
+    Collection, CollectionConfig, EXACT_SCAN_BELOW, Hit, ImageId, ImageRecord, ImageStatus, NewImage,
+};
+pub use error::{Error, Result};

@@ -1,0 +1,40 @@
+//! The sled layout: tree names and key encodings, in one place.
+//!
+//! * `images`: id → [`crate::ImageRecord`] (JSON)
+//! * `by_path`: path bytes → id
+//! * `by_hash`: blake3 (32 bytes) ‖ id → ()
+//! * `global`: id → unit vector (LE f32)
+//! * `patches`: id → reduced patch grid ([`crate::PatchCodec`])
+//! * `meta`: [`META_CONFIG`] → collection config (JSON), [`META_GENERATION`] → u64
+//!
+//! Ids are big-endian u64 so that iteration order is id order.
+
+pub(crate) const IMAGES: &str = "images";
+pub(crate) const BY_PATH: &str = "by_path";
+pub(crate) const BY_HASH: &str = "by_hash";
+pub(crate) const GLOBAL: &str = "global";
+pub(crate) const PATCHES: &str = "patches";
+pub(crate) const META: &str = "meta";
+
+pub(crate) const META_CONFIG: &[u8] = b"config";
+/// Incremented by every committed write batch; the HNSW files record the generation they reflect.
+pub(crate) const META_GENERATION: &[u8] = b"generation";
+
+pub(crate) fn id_key(id: u64) -> [u8; 8] {
+    id.to_be_bytes()
+}
+
+pub(crate) fn id_from_key(key: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(key.try_into().ok()?))
+}
+
+pub(crate) fn hash_key(hash: &[u8; 32], id: u64) -> [u8; 40] {
+    let mut k = [0u8; 40];
+    k[..32].copy_from_slice(hash);
+    k[32..].copy_from_slice(&id.to_be_bytes());
+    k
+}
+
+pub(crate) fn path_key(path: &std::path::Path) -> Vec<u8> {
+    path.as_os_str().as_encoded_bytes().to_vec()
+}

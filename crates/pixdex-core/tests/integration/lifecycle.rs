@@ -1,0 +1,103 @@
+//! Create, write, replace, delete, reopen, catch up.
+
+use pixdex_core::{Collection, Error, ImageId, ImageStatus};
+use std::path::Path;
+
+use crate::fixtures::{config, image, random_unit, rng};
+
+#[test]
+fn records_vectors_and_lookups_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = rng(1);
+    let (a, b) = (random_unit(&mut r, 8), random_unit(&mut r, 8));
+    let ids = {
+        let c = Collection::open_or_create(dir.path(), &config(8)).unwrap();
+        let ids = c
+            .commit(
+                vec![
+                    image("/p/a.jpg", 1, Some(a.clone())),
+                    image("/p/b.jpg", 1, Some(b.clone())),
+                    image("/p/bad.jpg", 2, None),
+                ],
+                &[],
+            )
+            .unwrap();
+        c.flush().unwrap();
+        ids
+    };
+    let c = Collection::open(dir.path()).unwrap();
+    assert_eq!(c.len(), 3);
+    assert_eq!(c.vector_count(), 2);
+    assert_eq!(c.id_by_path(Path::new("/p/b.jpg")).unwrap(), Some(ids[1]));
+    assert_eq!(c.ids_by_hash(&[1; 32]).unwrap(), vec![ids[0], ids[1]]);
+    assert_eq!(c.global_vector(ids[0]).unwrap().unwrap(), a);
+    assert!(matches!(c.get(ids[2]).unwrap().unwrap().status, ImageStatus::Failed { .. }));
+    assert_eq!(c.patch_grid(ids[0]).unwrap().unwrap().rows, 2);
+    let hits = c.search(&a, 2).unwrap();
+    assert_eq!(hits[0].id, ids[0]);
+    assert!((hits[0].score - 1.0).abs() < 1e-5);
+}
+
+#[test]
+fn another_model_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(Collection::open_or_create(dir.path(), &config(8)).unwrap());
+    let mut other = config(8);
+    other.model_fingerprint = "fp-2".into();
+    let err = Collection::open_or_create(dir.path(), &other).err().unwrap();
+    assert!(matches!(err, Error::ModelMismatch { .. }), "{err}");
+    assert!(Collection::open_or_create(dir.path(), &config(16)).is_err());
+}
+
+#[test]
+fn second_process_gets_locked_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let _c = Collection::open_or_create(dir.path(), &config(8)).unwrap();
+    // sled's lock is per process (flock); a second handle in-process shares it, so only check
+    // that opening twice does not corrupt anything.
+    assert!(Collection::open(dir.path()).is_ok() || matches!(Collection::open(dir.path()), Err(Error::Locked { .. })));
+}
+
+#[test]
+fn replace_delete_and_hnsw_catch_up_after_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = rng(2);
+    let vs: Vec<_> = (0..6).map(|_| random_unit(&mut r, 8)).collect();
+    let (first, replaced) = {
+        let c = Collection::open_or_create(dir.path(), &config(8)).unwrap();
+        let first = c
+            .commit((0..5).map(|i| image(&format!("/p/{i}.jpg"), i as u8, Some(vs[i].clone()))).collect(), &[])
+            .unwrap();
+        c.flush().unwrap(); // HNSW saved at this generation
+        // After the save: replace /p/0.jpg, delete /p/1.jpg; no flush of the graph.
+        let replaced = c.commit(vec![image("/p/0.jpg", 9, Some(vs[5].clone()))], &[first[1]]).unwrap();
+        (first, replaced)
+    };
+    let c = Collection::open(dir.path()).unwrap();
+    assert_eq!(c.len(), 4);
+    assert_eq!(c.id_by_path(Path::new("/p/0.jpg")).unwrap(), Some(replaced[0]));
+    assert_eq!(c.get(first[0]).unwrap(), None);
+    assert_eq!(c.get(first[1]).unwrap(), None);
+    assert!(c.ids_by_hash(&[0; 32]).unwrap().is_empty());
+    // The graph caught up: the deleted and replaced ids are gone, the new one is found.
+    let found: Vec<ImageId> = c.search_hnsw(&vs[5], 10, 64).unwrap().into_iter().map(|h| h.id).collect();
+    assert_eq!(found[0], replaced[0]);
+    assert!(!found.contains(&first[0]) && !found.contains(&first[1]));
+    assert_eq!(found.len(), 4);
+    // Compaction keeps the same answers.
+    c.compact().unwrap();
+    let again: Vec<ImageId> = c.search_hnsw(&vs[5], 10, 64).unwrap().into_iter().map(|h| h.id).collect();
+    assert_eq!(again, found);
+}
+
+#[test]
+fn wrong_dimension_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Collection::open_or_create(dir.path(), &config(8)).unwrap();
+    let mut r = rng(3);
+    assert!(matches!(
+        c.commit(vec![image("/p/x.jpg", 1, Some(random_unit(&mut r, 4)))], &[]),
+        Err(Error::InvalidVector(_))
+    ));
+    assert!(matches!(c.search(&random_unit(&mut r, 4), 3), Err(Error::InvalidVector(_))));
+}

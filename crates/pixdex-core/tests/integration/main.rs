@@ -1,0 +1,5 @@
+//! The collection on a real sled database in a temp folder.
+
+mod fixtures;
+mod lifecycle;
+mod recall;
