@@ -19,6 +19,9 @@ fn main() -> ExitCode {
         .init();
     let result = match args.command {
         args::Command::Embed(a) => cmd::embed::run(a),
+        args::Command::Index(a) => cmd::index::run(a),
+        args::Command::Search(a) => cmd::search::run(a),
+        args::Command::Stats(a) => cmd::stats::run(a),
     };
     match result {
         Ok(code) => code,

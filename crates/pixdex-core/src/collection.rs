@@ -70,15 +70,29 @@ impl CollectionConfig {
     }
 }
 
+/// Where a new image's vectors come from.
+#[derive(Debug, Clone)]
+pub enum Embedding {
+    /// Freshly computed: the global vector and the full patch grid (reduced on storage).
+    Computed {
+        /// The global embedding.
+        global: UnitVector,
+        /// The full-resolution patch grid, if kept.
+        patches: Option<PatchGrid>,
+    },
+    /// The same bytes as a stored image (a moved or copied file): vectors are copied as stored.
+    CopyOf(ImageId),
+    /// No vectors (the image failed).
+    None,
+}
+
 /// One image to add (or replace, if its path is already present).
 #[derive(Debug, Clone)]
 pub struct NewImage {
     /// Its record.
     pub record: ImageRecord,
-    /// The global embedding (none for failed images).
-    pub global: Option<UnitVector>,
-    /// The full patch grid; the collection reduces it with its [`PatchCodec`].
-    pub patches: Option<PatchGrid>,
+    /// Its vectors.
+    pub embedding: Embedding,
 }
 
 /// A search result.
@@ -280,7 +294,7 @@ impl Collection {
     pub fn commit(&self, upserts: Vec<NewImage>, removals: &[ImageId]) -> Result<Vec<ImageId>> {
         let err = store_err(&self.dir);
         for u in &upserts {
-            if let Some(g) = &u.global
+            if let Embedding::Computed { global: g, .. } = &u.embedding
                 && g.dim() != self.config.dim
             {
                 return Err(Error::InvalidVector(format!(
@@ -306,13 +320,21 @@ impl Collection {
         let encoded: Vec<EncodedImage> = upserts
             .iter()
             .map(|u| {
-                (
-                    serde_json::to_vec(&u.record).expect("record serialises"),
-                    u.global.as_ref().map(UnitVector::to_bytes),
-                    u.patches.as_ref().map(|p| self.config.patch_codec.encode(p)),
-                )
+                let record = serde_json::to_vec(&u.record).expect("record serialises");
+                Ok(match &u.embedding {
+                    Embedding::Computed { global, patches } => {
+                        (record, Some(global.to_bytes()), patches.as_ref().map(|p| self.config.patch_codec.encode(p)))
+                    }
+                    Embedding::CopyOf(src) => {
+                        let key = schema::id_key(src.0);
+                        let global = self.global.get(key).map_err(&err)?.ok_or(Error::NotFound(src.0))?;
+                        let patches = self.patches.get(key).map_err(&err)?;
+                        (record, Some(global.to_vec()), patches.map(|p| p.to_vec()))
+                    }
+                    Embedding::None => (record, None, None),
+                })
             })
-            .collect();
+            .collect::<Result<_>>()?;
         let generation = self.generation()? + 1;
         let trees = (&self.images, &self.by_path, &self.by_hash, &self.global, &self.patches, &self.meta);
         trees
@@ -347,17 +369,33 @@ impl Collection {
                 TransactionError::Storage(s) => err(s),
                 TransactionError::Abort(()) => corrupt("transaction", "aborted"),
             })?;
+        // Durable before acknowledging: a kill -9 after this returns loses nothing of it.
+        self.db.flush().map_err(&err)?;
         let mut index = self.index.write();
         for id in &removed {
             index.remove(*id);
         }
-        let fresh: Vec<(u64, Vec<f32>)> = upserts
+        let fresh: Vec<(u64, Vec<f32>)> = encoded
             .iter()
             .zip(&ids)
-            .filter_map(|(u, id)| u.global.as_ref().map(|g| (*id, g.as_slice().to_vec())))
+            .filter_map(|((_, g, _), id)| {
+                Some((*id, UnitVector::from_bytes(g.as_ref()?, self.config.dim).ok()?.as_slice().to_vec()))
+            })
             .collect();
         index.insert(&fresh);
         Ok(ids.into_iter().map(ImageId).collect())
+    }
+
+    /// Rewrites an image's record in place (same path; e.g. a new mtime for unchanged bytes).
+    pub fn update_record(&self, id: ImageId, record: &ImageRecord) -> Result<()> {
+        let key = schema::id_key(id.0);
+        if !self.images.contains_key(key).map_err(store_err(&self.dir))? {
+            return Err(Error::NotFound(id.0));
+        }
+        self.images
+            .insert(key, serde_json::to_vec(record).expect("record serialises"))
+            .map_err(store_err(&self.dir))?;
+        Ok(())
     }
 
     /// Makes everything committed durable (sled flush) and saves the HNSW graph.

@@ -14,7 +14,7 @@ pub enum Error {
         source: sled::Error,
     },
     /// Another process (a running `pixdex serve`?) holds the collection.
-    #[error("the collection at {path} is in use by another pixdex process (use `--server URL` to go through it)")]
+    #[error("the collection at {path} is in use by another pixdex process")]
     Locked {
         /// The collection folder.
         path: PathBuf,

@@ -11,6 +11,7 @@ mod schema;
 
 pub use codec::{PatchCodec, PatchGrid, UnitVector};
 pub use collection::{
-    Collection, CollectionConfig, EXACT_SCAN_BELOW, Hit, ImageId, ImageRecord, ImageStatus, NewImage,
+    Collection, CollectionConfig, EXACT_SCAN_BELOW, Embedding, Hit, ImageId, ImageRecord, ImageStatus, NewImage,
+    SEARCH_EF,
 };
 pub use error::{Error, Result};

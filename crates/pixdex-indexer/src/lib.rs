@@ -1,7 +1,13 @@
-//! Indexing image libraries for pixdex.
-//!
-//! For now this crate owns decoding ([`decode`]): the one path from file bytes to pixels that both
-//! the indexer and query-time embedding use, with EXIF orientation applied and decode limits set.
+//! Indexing image libraries for pixdex: crawling ([`crawl`]), decoding ([`decode`], the one path
+//! from bytes to upright pixels that indexing and queries share), the encoder as the pipeline
+//! uses it ([`encoder`]), and the index job ([`pipeline`]). It reports progress events and never
+//! prints.
 #![deny(missing_docs)]
 
+pub mod crawl;
 pub mod decode;
+pub mod encoder;
+mod error;
+pub mod pipeline;
+
+pub use error::{Error, Result};

@@ -5,7 +5,7 @@
 
 use anyhow::Context;
 use pixdex_indexer::decode::{DecodeLimits, decode_path};
-use pixio::{ModelFiles, PixioModel, Preprocessor, Tensor, WeightSource};
+use pixio::{ModelFiles, PixioModel, Preprocessor, Tensor};
 use serde::Serialize;
 use std::io::Write;
 use std::path::Path;
@@ -38,9 +38,8 @@ pub struct LoadedModel {
 impl LoadedModel {
     pub fn load(args: &ModelArgs) -> anyhow::Result<Self> {
         // Open the device first: a typo or a missing GPU fails before a multi-GB download.
-        let device = args.device.open()?;
-        let dtype = args.dtype.unwrap_or_else(|| pixio::default_dtype(&device));
-        let source = WeightSource::parse(&args.model)?;
+        let (device, dtype) = args.device()?;
+        let source = args.source(pixio::DEFAULT_MODEL)?;
         let files = ModelFiles::resolve(&source).with_context(|| format!("loading model {source}"))?;
         let model = PixioModel::load(&files, &device, dtype).with_context(|| format!("loading model {source}"))?;
         let preprocessor = Preprocessor::load(&files)?;

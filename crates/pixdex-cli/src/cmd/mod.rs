@@ -1,3 +1,6 @@
 //! One module per subcommand.
 
 pub mod embed;
+pub mod index;
+pub mod search;
+pub mod stats;

@@ -1,4 +1,4 @@
-use pixdex_core::{CollectionConfig, ImageRecord, ImageStatus, NewImage, PatchCodec, PatchGrid, UnitVector};
+use pixdex_core::{CollectionConfig, Embedding, ImageRecord, ImageStatus, NewImage, PatchCodec, PatchGrid, UnitVector};
 use rand::{Rng, SeedableRng};
 use std::path::PathBuf;
 
@@ -43,12 +43,17 @@ pub fn image(path: &str, hash_byte: u8, global: Option<UnitVector>) -> NewImage 
                 ImageStatus::Failed { error: "corrupt".into() }
             },
         },
-        patches: global.as_ref().map(|_| PatchGrid {
-            rows: 2,
-            cols: 3,
-            dim,
-            values: (0..6 * dim).map(|i| i as f32 * 0.01).collect(),
-        }),
-        global,
+        embedding: match global {
+            Some(global) => Embedding::Computed {
+                global,
+                patches: Some(PatchGrid {
+                    rows: 2,
+                    cols: 3,
+                    dim,
+                    values: (0..6 * dim).map(|i| i as f32 * 0.01).collect(),
+                }),
+            },
+            None => Embedding::None,
+        },
     }
 }

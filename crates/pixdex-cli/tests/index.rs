@@ -1,0 +1,320 @@
+//! `pixdex index`, `search` and `stats` end to end on generated libraries: real files, real
+//! sled, the tiny fixture model (and the real-weights model where present).
+
+use pixdex_core::{Collection, ImageStatus};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/pixio")
+}
+
+fn tiny_model() -> PathBuf {
+    fixtures().join("models/a-hub")
+}
+
+fn pixdex(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pixdex"))
+        .args(args)
+        .env_remove("PIXDEX_MODEL")
+        .env_remove("PIXDEX_DB")
+        .env("HF_HUB_OFFLINE", "1")
+        .output()
+        .expect("pixdex runs")
+}
+
+fn ok(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "pixdex failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn index(root: &Path, db: &Path, extra: &[&str]) -> String {
+    let model = tiny_model();
+    let mut args =
+        vec!["index", root.to_str().unwrap(), "--db", db.to_str().unwrap(), "--model", model.to_str().unwrap(), "-q"];
+    args.extend_from_slice(extra);
+    ok(pixdex(&args))
+}
+
+/// A smooth picture with a seed-dependent pattern (distinct images get distinct embeddings).
+fn picture(seed: u32, w: u32, h: u32) -> image::RgbImage {
+    image::RgbImage::from_fn(w, h, |x, y| {
+        let s = seed as f32;
+        let v =
+            |k: f32| (((x as f32 * (0.05 + 0.01 * k) + y as f32 * 0.03 * (s + 1.0)).sin() * 0.5 + 0.5) * 255.0) as u8;
+        image::Rgb([v(s), v(s + 1.0), v(2.0 * s)])
+    })
+}
+
+/// Nested folders, several formats, a duplicate, corrupt, truncated and empty files, an
+/// EXIF-rotated JPEG, a non-image and a symlink loop.
+fn make_library(root: &Path) {
+    std::fs::create_dir_all(root.join("a/b")).unwrap();
+    std::fs::create_dir_all(root.join(".hidden")).unwrap();
+    picture(1, 64, 48).save(root.join("one.png")).unwrap();
+    picture(2, 80, 60).save(root.join("a/two.jpg")).unwrap();
+    picture(3, 50, 70).save(root.join("a/b/three.bmp")).unwrap();
+    picture(4, 40, 40).save(root.join("a/b/four.gif")).unwrap();
+    picture(5, 30, 60).save(root.join("a/five.webp")).unwrap();
+    picture(6, 64, 32).save(root.join("a/b/six.tiff")).unwrap();
+    picture(7, 20, 20).save(root.join(".hidden/seven.png")).unwrap();
+    std::fs::copy(root.join("one.png"), root.join("a/one-copy.png")).unwrap();
+    std::fs::copy(fixtures().join("images/exif_rot6.jpg"), root.join("a/rotated.jpg")).unwrap();
+    std::fs::write(root.join("a/corrupt.jpg"), b"\xFF\xD8\xFF\xE0 this is not really a jpeg").unwrap();
+    let jpg = std::fs::read(root.join("a/two.jpg")).unwrap();
+    std::fs::write(root.join("a/b/truncated.jpg"), &jpg[..jpg.len() / 3]).unwrap();
+    std::fs::write(root.join("empty.png"), b"").unwrap();
+    std::fs::write(root.join("notes.txt"), b"not an image").unwrap();
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(root, root.join("a/b/loop")).unwrap();
+}
+
+fn state(db: &Path) -> Vec<(String, bool)> {
+    let c = Collection::open(db).unwrap();
+    let mut v: Vec<(String, bool)> = c
+        .records()
+        .map(|r| r.unwrap().1)
+        .map(|r| (r.path.to_string_lossy().into_owned(), r.status == ImageStatus::Embedded))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn index_modify_reindex_exact_state() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("lib");
+    let db = tmp.path().join("db");
+    make_library(&root);
+    let root = std::fs::canonicalize(&root).unwrap();
+    let summary = index(&root, &db, &["--follow-links"]);
+    assert!(summary.contains("11 images"), "{summary}");
+    let p = |s: &str| root.join(s).to_string_lossy().into_owned();
+    let want: Vec<(String, bool)> = {
+        let mut w = vec![
+            (p("one.png"), true),
+            (p("a/two.jpg"), true),
+            (p("a/b/three.bmp"), true),
+            (p("a/b/four.gif"), true),
+            (p("a/five.webp"), true),
+            (p("a/b/six.tiff"), true),
+            (p("a/one-copy.png"), true),
+            (p("a/rotated.jpg"), true),
+            (p("a/corrupt.jpg"), false),
+            (p("a/b/truncated.jpg"), false),
+            (p("empty.png"), false),
+        ];
+        w.sort();
+        w
+    };
+    // The symlink loop is reported, not followed forever; hidden files and notes.txt are skipped.
+    assert_eq!(state(&db), want);
+    {
+        let c = Collection::open(&db).unwrap();
+        let rotated = c.get(c.id_by_path(&root.join("a/rotated.jpg")).unwrap().unwrap()).unwrap().unwrap();
+        assert_eq!((rotated.width, rotated.height), (24, 40), "EXIF orientation applied");
+        let one = c.id_by_path(&root.join("one.png")).unwrap().unwrap();
+        let copy = c.id_by_path(&root.join("a/one-copy.png")).unwrap().unwrap();
+        assert_eq!(c.global_vector(one).unwrap(), c.global_vector(copy).unwrap());
+        let failed = c.get(c.id_by_path(&root.join("empty.png")).unwrap().unwrap()).unwrap().unwrap();
+        assert!(matches!(failed.status, ImageStatus::Failed { .. }));
+    }
+
+    // Unchanged: nothing is read again.
+    let again = index(&root, &db, &[]);
+    assert!(again.contains("0 embedded") && again.contains("11 unchanged"), "{again}");
+
+    // Add, change, delete, move.
+    picture(8, 50, 50).save(root.join("a/new.png")).unwrap();
+    picture(9, 80, 60).save(root.join("a/two.jpg")).unwrap();
+    std::fs::remove_file(root.join("a/b/three.bmp")).unwrap();
+    std::fs::rename(root.join("a/b/six.tiff"), root.join("six-moved.tiff")).unwrap();
+    let old_six = {
+        let c = Collection::open(&db).unwrap();
+        c.global_vector(c.id_by_path(&root.join("a/b/six.tiff")).unwrap().unwrap()).unwrap().unwrap()
+    };
+    let out = index(&root, &db, &[]);
+    assert!(out.contains("2 embedded") && out.contains("1 reused") && out.contains("2 removed"), "{out}");
+    let mut want2: Vec<(String, bool)> = want
+        .into_iter()
+        .filter(|(path, _)| *path != p("a/b/three.bmp") && *path != p("a/b/six.tiff"))
+        .chain([(p("a/new.png"), true), (p("six-moved.tiff"), true)])
+        .collect();
+    want2.sort();
+    assert_eq!(state(&db), want2);
+    let c = Collection::open(&db).unwrap();
+    let moved = c.global_vector(c.id_by_path(&root.join("six-moved.tiff")).unwrap().unwrap()).unwrap().unwrap();
+    assert_eq!(moved, old_six, "a moved file reuses its embedding");
+}
+
+#[test]
+fn missing_or_emptied_root_removes_nothing_without_prune() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("drive");
+    let db = tmp.path().join("db");
+    std::fs::create_dir_all(&root).unwrap();
+    for i in 0..3 {
+        picture(i, 40, 40).save(root.join(format!("{i}.png"))).unwrap();
+    }
+    index(&root, &db, &[]);
+    assert_eq!(state(&db).len(), 3);
+    // The drive is unplugged.
+    std::fs::rename(&root, tmp.path().join("elsewhere")).unwrap();
+    let out = pixdex(&[
+        "index",
+        root.to_str().unwrap(),
+        "--db",
+        db.to_str().unwrap(),
+        "--model",
+        tiny_model().to_str().unwrap(),
+        "-q",
+    ]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(state(&db).len(), 3);
+    // Mounted but empty.
+    std::fs::create_dir_all(&root).unwrap();
+    let out = pixdex(&[
+        "index",
+        root.to_str().unwrap(),
+        "--db",
+        db.to_str().unwrap(),
+        "--model",
+        tiny_model().to_str().unwrap(),
+        "-q",
+    ]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--prune"));
+    assert_eq!(state(&db).len(), 3);
+    // Explicit prune.
+    index(&root, &db, &["--prune"]);
+    assert_eq!(state(&db).len(), 0);
+}
+
+#[test]
+fn another_model_on_the_same_collection_is_an_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("lib");
+    std::fs::create_dir_all(&root).unwrap();
+    picture(1, 40, 40).save(root.join("x.png")).unwrap();
+    let db = tmp.path().join("db");
+    index(&root, &db, &[]);
+    let other = fixtures().join("models/b-hub");
+    let out = pixdex(&[
+        "index",
+        root.to_str().unwrap(),
+        "--db",
+        db.to_str().unwrap(),
+        "--model",
+        other.to_str().unwrap(),
+        "-q",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("built with"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn kill_9_mid_job_leaves_a_collection_that_opens_and_resumes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("lib");
+    let db = tmp.path().join("db");
+    std::fs::create_dir_all(&root).unwrap();
+    let n = 300;
+    for i in 0..n {
+        picture(i, 96, 72).save(root.join(format!("{i:04}.png"))).unwrap();
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pixdex"))
+        .args([
+            "index",
+            root.to_str().unwrap(),
+            "--db",
+            db.to_str().unwrap(),
+            "--model",
+            tiny_model().to_str().unwrap(),
+            "-q",
+            "--batch-size",
+            "4",
+        ])
+        .env("HF_HUB_OFFLINE", "1")
+        .spawn()
+        .unwrap();
+    // Kill once some batches are committed (the sled log grows), or after a bound.
+    let started = std::time::Instant::now();
+    while started.elapsed() < std::time::Duration::from_secs(20) {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let committed = std::fs::metadata(db.join("db/db")).map(|m| m.len()).unwrap_or(0);
+        if committed > 200_000 || child.try_wait().unwrap().is_some() {
+            break;
+        }
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    {
+        let c = Collection::open(&db).expect("the collection opens after kill -9");
+        let done = c.len();
+        eprintln!("{done} of {n} images were committed before the kill");
+        for r in c.records() {
+            let (id, rec) = r.unwrap();
+            assert_eq!(rec.status, ImageStatus::Embedded);
+            assert!(c.global_vector(id).unwrap().is_some(), "record without its vector");
+        }
+    }
+    let out = index(&root, &db, &[]);
+    assert!(out.contains(&format!("{n} images")), "{out}");
+    let c = Collection::open(&db).unwrap();
+    assert_eq!(c.len(), n as usize);
+    assert_eq!(c.vector_count(), n as usize);
+}
+
+/// The real ViT-S/14 finds the original of an edited copy (resized, re-encoded, brightened) at rank 1.
+#[test]
+fn real_weights_search_finds_the_original_of_an_edited_copy() {
+    let shared = std::env::var_os("PIXDEX_SHARED_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
+    let model = shared.join("data/models/pixio-s14-real");
+    if !model.join("model.safetensors").is_file() {
+        assert!(std::env::var("PIXDEX_REQUIRE_SHARED_DATA").is_err(), "shared data required but missing");
+        eprintln!("NOTE: skipping real-weights search test: no {}", model.display());
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let lib = tmp.path().join("lib");
+    std::fs::create_dir_all(&lib).unwrap();
+    let photos = shared.join("data/photos/gcompris");
+    let mut names: Vec<PathBuf> = std::fs::read_dir(&photos).unwrap().map(|e| e.unwrap().path()).collect();
+    names.sort();
+    for p in names.iter().take(30) {
+        std::fs::copy(p, lib.join(p.file_name().unwrap())).unwrap();
+    }
+    let original = lib.join(names[7].file_name().unwrap());
+    let edited = tmp.path().join("edited.jpg");
+    let img = image::open(&original).unwrap();
+    let small =
+        img.resize(img.width() * 3 / 4, img.height() * 3 / 4, image::imageops::FilterType::Triangle).brighten(25);
+    small.to_rgb8().save_with_format(&edited, image::ImageFormat::Jpeg).unwrap();
+    let db = tmp.path().join("db");
+    ok(pixdex(&[
+        "index",
+        lib.to_str().unwrap(),
+        "--db",
+        db.to_str().unwrap(),
+        "--model",
+        model.to_str().unwrap(),
+        "-q",
+    ]));
+    let out = ok(pixdex(&["search", edited.to_str().unwrap(), "--db", db.to_str().unwrap(), "-k", "5", "--json"]));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        v["results"][0]["path"].as_str().unwrap(),
+        std::fs::canonicalize(&original).unwrap().to_str().unwrap(),
+        "{out}"
+    );
+    let stats: serde_json::Value =
+        serde_json::from_str(&ok(pixdex(&["stats", "--db", db.to_str().unwrap(), "--json"]))).unwrap();
+    assert_eq!(stats["embedded"], 30);
+}
