@@ -1,0 +1,76 @@
+//! HNSW recall@10 against the exact scan, and queries per second for both, on a collection of
+//! random unit vectors (the hard case for HNSW; real embeddings cluster).
+//!
+//! `cargo bench -p pixdex-benches --bench hnsw_recall -- [--n 100000] [--dim 384] [--queries 200]`
+
+use pixdex_core::{Collection, CollectionConfig, Embedding, ImageRecord, ImageStatus, NewImage, PatchCodec, UnitVector};
+use rand::{Rng, SeedableRng};
+use std::path::PathBuf;
+use std::time::Instant;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn arg(args: &[String], flag: &str, default: usize) -> usize {
+    args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).and_then(|s| s.parse().ok()).unwrap_or(default)
+}
+
+fn random_unit(rng: &mut impl Rng, dim: usize) -> UnitVector {
+    let v = (0..dim)
+        .map(|_| {
+            let (u1, u2): (f64, f64) = (rng.random_range(1e-12..1.0), rng.random());
+            ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
+        })
+        .collect();
+    UnitVector::new(v).expect("non-zero")
+}
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let (n, dim, queries) = (arg(&args, "--n", 100_000), arg(&args, "--dim", 384), arg(&args, "--queries", 200));
+    let dir = tempfile::tempdir()?;
+    let config = CollectionConfig {
+        model: "random".into(),
+        model_fingerprint: "random".into(),
+        embedding: "random".into(),
+        dim,
+        patch_codec: PatchCodec { pool: 1 },
+    };
+    let c = Collection::open_or_create(dir.path(), &config)?;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(42);
+    let t = Instant::now();
+    for start in (0..n).step_by(2000) {
+        let batch = (start..(start + 2000).min(n))
+            .map(|i| NewImage {
+                record: ImageRecord {
+                    path: PathBuf::from(format!("/random/{i}")),
+                    size: 0,
+                    mtime_ns: 0,
+                    blake3: [0; 32],
+                    width: 1,
+                    height: 1,
+                    status: ImageStatus::Embedded,
+                },
+                embedding: Embedding::Computed { global: random_unit(&mut rng, dim), patches: None },
+            })
+            .collect();
+        c.commit(batch, &[])?;
+    }
+    let build_s = t.elapsed().as_secs_f64();
+    let qs: Vec<UnitVector> = (0..queries).map(|_| random_unit(&mut rng, dim)).collect();
+    let t = Instant::now();
+    let exact: Vec<Vec<_>> =
+        qs.iter().map(|q| c.search_exact(q, 10).map(|h| h.into_iter().map(|h| h.id).collect())).collect::<Result<_, _>>()?;
+    let exact_qps = queries as f64 / t.elapsed().as_secs_f64();
+    println!("{n} random {dim}-d unit vectors: insert (sled + HNSW) {build_s:.1} s; exact scan {exact_qps:.1} queries/s");
+    for ef in [64, 128, pixdex_core::SEARCH_EF, 512] {
+        let t = Instant::now();
+        let mut found = 0;
+        for (q, e) in qs.iter().zip(&exact) {
+            found += c.search_hnsw(q, 10, ef)?.iter().filter(|h| e.contains(&h.id)).count();
+        }
+        let qps = queries as f64 / t.elapsed().as_secs_f64();
+        println!("HNSW ef {ef:>3}: recall@10 {:.3}, {qps:.0} queries/s", found as f64 / (10 * queries) as f64);
+    }
+    Ok(())
+}
