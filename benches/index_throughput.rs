@@ -20,7 +20,13 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let batch: usize = args.iter().position(|a| a == "--batch").and_then(|i| args.get(i + 1)).map(|s| s.parse()).transpose()?.unwrap_or(8);
+    let batch: usize = args
+        .iter()
+        .position(|a| a == "--batch")
+        .and_then(|i| args.get(i + 1))
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(8);
     let shared = std::env::var_os("PIXDEX_SHARED_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared"));
@@ -66,7 +72,11 @@ fn main() -> anyhow::Result<()> {
     // The full pipeline into a fresh collection, then a re-index of the unchanged library.
     let dir = tempfile::tempdir()?;
     let collection = Collection::open_or_create(dir.path(), &encoder.collection_config())?;
-    let options = IndexOptions { crawl: CrawlOptions { roots: vec![photos], ..Default::default() }, batch_size: batch, ..Default::default() };
+    let options = IndexOptions {
+        crawl: CrawlOptions { roots: vec![photos], ..Default::default() },
+        batch_size: batch,
+        ..Default::default()
+    };
     let cancel = AtomicBool::new(false);
     let first = run_index_job(&collection, &encoder, &options, &NoProgress, &cancel)?;
     let again = run_index_job(&collection, &encoder, &options, &NoProgress, &cancel)?;
@@ -79,7 +89,10 @@ fn main() -> anyhow::Result<()> {
             patch_bytes = pixdex_core::PatchCodec::encoded_len(g.rows, g.cols, g.dim);
         }
     }
-    println!("photos: {n} files, {} decodable; batch {batch}; {threads} decode threads; ViT-S/14 f32 CPU", inputs.len());
+    println!(
+        "photos: {n} files, {} decodable; batch {batch}; {threads} decode threads; ViT-S/14 f32 CPU",
+        inputs.len()
+    );
     println!("decode+preprocess alone: {:>7.1} images/s", inputs.len() as f64 / decode_s);
     println!("encode alone:            {:>7.1} images/s", inputs.len() as f64 / encode_s);
     println!(
@@ -87,7 +100,8 @@ fn main() -> anyhow::Result<()> {
         first.embedded as f64 / pipeline_s,
         first.embedded,
         first.failed.len(),
-        100.0 * (first.embedded as f64 / pipeline_s) / (inputs.len() as f64 / decode_s).min(inputs.len() as f64 / encode_s)
+        100.0 * (first.embedded as f64 / pipeline_s)
+            / (inputs.len() as f64 / decode_s).min(inputs.len() as f64 / encode_s)
     );
     println!(
         "re-index unchanged:      {:.3} s = {:.2}% of the first index ({} unchanged)",

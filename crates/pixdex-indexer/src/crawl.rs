@@ -154,6 +154,41 @@ mod tests {
     use super::*;
 
     #[test]
+    fn globs_hidden_and_content_sniffing() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("keep/raw")).unwrap();
+        std::fs::create_dir_all(root.join(".cache")).unwrap();
+        let png = b"\x89PNG\r\n\x1a\n0000000000";
+        for p in ["keep/a.png", "keep/raw/b.png", ".cache/c.png", "keep/no-extension"] {
+            std::fs::write(root.join(p), png).unwrap();
+        }
+        std::fs::write(root.join("keep/readme.md"), b"# hello").unwrap();
+        let names = |opts: CrawlOptions| -> Vec<String> {
+            crawl(&opts)
+                .unwrap()
+                .files
+                .iter()
+                .map(|f| f.path.strip_prefix(std::fs::canonicalize(root).unwrap()).unwrap().display().to_string())
+                .collect()
+        };
+        let base = CrawlOptions { roots: vec![root.to_path_buf()], ..Default::default() };
+        assert_eq!(names(base.clone()), ["keep/a.png", "keep/no-extension", "keep/raw/b.png"]);
+        assert_eq!(names(CrawlOptions { include_hidden: true, ..base.clone() }).len(), 4);
+        assert_eq!(
+            names(CrawlOptions { exclude: vec!["**/raw/**".into()], ..base.clone() }),
+            ["keep/a.png", "keep/no-extension"]
+        );
+        assert_eq!(
+            names(CrawlOptions { include: vec!["*.png".into(), "**/*.png".into()], ..base.clone() }),
+            ["keep/a.png", "keep/raw/b.png"]
+        );
+        let missing = crawl(&CrawlOptions { roots: vec![root.join("nope")], ..Default::default() }).unwrap();
+        assert_eq!(missing.missing_roots.len(), 1);
+        assert!(crawl(&CrawlOptions { exclude: vec!["[".into()], ..base }).is_err());
+    }
+
+    #[test]
     fn sniffs_magic_bytes() {
         assert!(sniff_image(&[0xFF, 0xD8, 0xFF, 0xE0]));
         assert!(sniff_image(b"RIFF\0\0\0\0WEBPVP8 "));

@@ -307,14 +307,19 @@ impl Preprocessor {
         if image.width() == 0 || image.height() == 0 {
             return Err(Error::Input("image has zero width or height".into()));
         }
-        let rgb = if self.config.do_convert_rgb { to_rgb(image) } else { image.to_rgb8() };
+        // Borrow RGB8 images as they are: a 100-megapixel photo is 300 MB per copy.
+        let rgb: std::borrow::Cow<'_, RgbImage> = match image {
+            DynamicImage::ImageRgb8(rgb) => std::borrow::Cow::Borrowed(rgb),
+            _ if self.config.do_convert_rgb => std::borrow::Cow::Owned(to_rgb(image)),
+            _ => std::borrow::Cow::Owned(image.to_rgb8()),
+        };
         let (h, w) = self.resized_size(rgb.height() as usize, rgb.width() as usize);
         // A shortest-edge resize of an extreme panorama would allocate gigabytes.
         if h == 0 || w == 0 || h.saturating_mul(w) > MAX_RESIZED_PIXELS {
             return Err(Error::Input(format!("image {}x{} resizes to {w}x{h}", image.width(), image.height())));
         }
         let resized = if (h, w) == (rgb.height() as usize, rgb.width() as usize) {
-            rgb
+            rgb.into_owned()
         } else {
             resize_pillow(&rgb, w, h, self.config.resample, self.config.pass_order)
         };
@@ -443,14 +448,17 @@ fn clip8(acc: i32) -> u8 {
 pub fn resize_pillow(src: &RgbImage, out_w: usize, out_h: usize, filter: Filter, order: PassOrder) -> RgbImage {
     let (in_w, in_h) = (src.width() as usize, src.height() as usize);
     let (dw, dh) = (in_w as i64 - out_w as i64, in_h as i64 - out_h as i64);
-    let buf = src.as_raw().clone();
+    let src = src.as_raw().as_slice();
     let vertical_first = order == PassOrder::Pillow && dh > 0 && dh > 2 * dw;
+    // Each pass reads the previous buffer (the source itself first: no full-size copy).
     let buf = if vertical_first {
-        let buf = if out_h != in_h { resample_vertical(&buf, in_w, in_h, out_h, filter) } else { buf };
-        if out_w != in_w { resample_horizontal(&buf, in_w, out_h, out_w, filter) } else { buf }
+        let first = (out_h != in_h).then(|| resample_vertical(src, in_w, in_h, out_h, filter));
+        let cur = first.as_deref().unwrap_or(src);
+        if out_w != in_w { resample_horizontal(cur, in_w, out_h, out_w, filter) } else { cur.to_vec() }
     } else {
-        let buf = if out_w != in_w { resample_horizontal(&buf, in_w, in_h, out_w, filter) } else { buf };
-        if out_h != in_h { resample_vertical(&buf, out_w, in_h, out_h, filter) } else { buf }
+        let first = (out_w != in_w).then(|| resample_horizontal(src, in_w, in_h, out_w, filter));
+        let cur = first.as_deref().unwrap_or(src);
+        if out_h != in_h { resample_vertical(cur, out_w, in_h, out_h, filter) } else { cur.to_vec() }
     };
     RgbImage::from_raw(out_w as u32, out_h as u32, buf).expect("buffer sized out_w × out_h × 3")
 }
