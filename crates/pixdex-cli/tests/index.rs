@@ -33,12 +33,17 @@ fn ok(out: Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn index(root: &Path, db: &Path, extra: &[&str]) -> String {
+/// `pixdex index ROOT --db DB` with the tiny model.
+fn run_index(root: &Path, db: &Path, extra: &[&str]) -> Output {
     let model = tiny_model();
     let mut args =
         vec!["index", root.to_str().unwrap(), "--db", db.to_str().unwrap(), "--model", model.to_str().unwrap(), "-q"];
     args.extend_from_slice(extra);
-    ok(pixdex(&args))
+    pixdex(&args)
+}
+
+fn index(root: &Path, db: &Path, extra: &[&str]) -> String {
+    ok(run_index(root, db, extra))
 }
 
 /// A smooth picture with a seed-dependent pattern (distinct images get distinct embeddings).
@@ -165,29 +170,13 @@ fn missing_or_emptied_root_removes_nothing_without_prune() {
     assert_eq!(state(&db).len(), 3);
     // The drive is unplugged.
     std::fs::rename(&root, tmp.path().join("elsewhere")).unwrap();
-    let out = pixdex(&[
-        "index",
-        root.to_str().unwrap(),
-        "--db",
-        db.to_str().unwrap(),
-        "--model",
-        tiny_model().to_str().unwrap(),
-        "-q",
-    ]);
+    let out = run_index(&root, &db, &[]);
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing"), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(state(&db).len(), 3);
     // Mounted but empty.
     std::fs::create_dir_all(&root).unwrap();
-    let out = pixdex(&[
-        "index",
-        root.to_str().unwrap(),
-        "--db",
-        db.to_str().unwrap(),
-        "--model",
-        tiny_model().to_str().unwrap(),
-        "-q",
-    ]);
+    let out = run_index(&root, &db, &[]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("--prune"));
     assert_eq!(state(&db).len(), 3);
     // Explicit prune.
