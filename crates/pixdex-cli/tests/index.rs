@@ -307,3 +307,47 @@ fn real_weights_search_finds_the_original_of_an_edited_copy() {
         serde_json::from_str(&ok(pixdex(&["stats", "--db", db.to_str().unwrap(), "--json"]))).unwrap();
     assert_eq!(stats["embedded"], 30);
 }
+
+/// Ctrl-C (SIGINT) finishes the batch in flight, writes it, says so, and the next run resumes.
+#[cfg(unix)]
+#[test]
+fn ctrl_c_stops_cleanly_after_the_current_batch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("lib");
+    let db = tmp.path().join("db");
+    std::fs::create_dir_all(&root).unwrap();
+    let n = 300;
+    for i in 0..n {
+        picture(i, 96, 72).save(root.join(format!("{i:04}.png"))).unwrap();
+    }
+    let model = tiny_model();
+    let child = Command::new(env!("CARGO_BIN_EXE_pixdex"))
+        .args(["index", root.to_str().unwrap(), "--db", db.to_str().unwrap(), "--model", model.to_str().unwrap(), "-q"])
+        .args(["--batch-size", "4"])
+        .env("HF_HUB_OFFLINE", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while started.elapsed() < std::time::Duration::from_secs(20) {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        if std::fs::metadata(db.join("db/db")).map(|m| m.len()).unwrap_or(0) > 200_000 {
+            break;
+        }
+    }
+    let interrupted = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if interrupted && out.status.code() == Some(130) {
+        assert!(stdout.contains("cancelled"), "{stdout}");
+    } else {
+        // The job won the race and finished first.
+        assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let done = Collection::open(&db).unwrap().len();
+    eprintln!("{done} of {n} images written before Ctrl-C");
+    let resumed = index(&root, &db, &[]);
+    assert!(resumed.contains(&format!("{done} unchanged")), "{resumed}");
+    assert_eq!(Collection::open(&db).unwrap().len(), n as usize);
+}
