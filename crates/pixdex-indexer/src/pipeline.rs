@@ -156,7 +156,7 @@ pub fn run_index_job(
     let batch_size = options.batch_size.max(1);
     let (work_tx, work_rx) = crossbeam_channel::bounded::<FoundFile>(4 * batch_size);
     let (done_tx, done_rx) = crossbeam_channel::bounded::<Prepared>(2 * batch_size);
-        let outcome: Result<()> = std::thread::scope(|s| {
+    let outcome: Result<()> = std::thread::scope(|s| {
         // Owned by this closure: returning early (cancel, error) drops it, which unblocks the
         // workers' sends so the scope can join them.
         let done_rx = done_rx;
