@@ -206,32 +206,24 @@ fn another_model_on_the_same_collection_is_an_error() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("built with"), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
-#[test]
-fn kill_9_mid_job_leaves_a_collection_that_opens_and_resumes() {
-    let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path().join("lib");
-    let db = tmp.path().join("db");
+/// Starts `pixdex index` on 300 generated pictures in batches of 4 and returns once some batches
+/// are committed (the sled log grows) or a time bound passes.
+fn start_long_index(tmp: &Path, n: u32) -> (PathBuf, PathBuf, std::process::Child) {
+    let root = tmp.join("lib");
+    let db = tmp.join("db");
     std::fs::create_dir_all(&root).unwrap();
-    let n = 300;
     for i in 0..n {
         picture(i, 96, 72).save(root.join(format!("{i:04}.png"))).unwrap();
     }
+    let model = tiny_model();
     let mut child = Command::new(env!("CARGO_BIN_EXE_pixdex"))
-        .args([
-            "index",
-            root.to_str().unwrap(),
-            "--db",
-            db.to_str().unwrap(),
-            "--model",
-            tiny_model().to_str().unwrap(),
-            "-q",
-            "--batch-size",
-            "4",
-        ])
+        .args(["index", root.to_str().unwrap(), "--db", db.to_str().unwrap(), "--model", model.to_str().unwrap(), "-q"])
+        .args(["--batch-size", "4"])
         .env("HF_HUB_OFFLINE", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // Kill once some batches are committed (the sled log grows), or after a bound.
     let started = std::time::Instant::now();
     while started.elapsed() < std::time::Duration::from_secs(20) {
         std::thread::sleep(std::time::Duration::from_millis(100));
@@ -240,6 +232,14 @@ fn kill_9_mid_job_leaves_a_collection_that_opens_and_resumes() {
             break;
         }
     }
+    (root, db, child)
+}
+
+#[test]
+fn kill_9_mid_job_leaves_a_collection_that_opens_and_resumes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let n = 300;
+    let (root, db, mut child) = start_long_index(tmp.path(), n);
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     {
@@ -313,29 +313,8 @@ fn real_weights_search_finds_the_original_of_an_edited_copy() {
 #[test]
 fn ctrl_c_stops_cleanly_after_the_current_batch() {
     let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path().join("lib");
-    let db = tmp.path().join("db");
-    std::fs::create_dir_all(&root).unwrap();
     let n = 300;
-    for i in 0..n {
-        picture(i, 96, 72).save(root.join(format!("{i:04}.png"))).unwrap();
-    }
-    let model = tiny_model();
-    let child = Command::new(env!("CARGO_BIN_EXE_pixdex"))
-        .args(["index", root.to_str().unwrap(), "--db", db.to_str().unwrap(), "--model", model.to_str().unwrap(), "-q"])
-        .args(["--batch-size", "4"])
-        .env("HF_HUB_OFFLINE", "1")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let started = std::time::Instant::now();
-    while started.elapsed() < std::time::Duration::from_secs(20) {
-        std::thread::sleep(std::time::Duration::from_millis(100));
-        if std::fs::metadata(db.join("db/db")).map(|m| m.len()).unwrap_or(0) > 200_000 {
-            break;
-        }
-    }
+    let (root, db, child) = start_long_index(tmp.path(), n);
     let interrupted = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success();
     let out = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
