@@ -330,3 +330,23 @@ fn ctrl_c_stops_cleanly_after_the_current_batch() {
     assert!(resumed.contains(&format!("{done} unchanged")), "{resumed}");
     assert_eq!(Collection::open(&db).unwrap().len(), n as usize);
 }
+
+/// Files the crawl leaves out but that still exist (excluded by a glob, hidden) keep their records.
+#[test]
+fn excluded_files_are_not_removed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("lib");
+    let db = tmp.path().join("db");
+    std::fs::create_dir_all(&root).unwrap();
+    picture(1, 40, 40).save(root.join("a.png")).unwrap();
+    picture(2, 40, 40).save(root.join("b.jpg")).unwrap();
+    index(&root, &db, &[]);
+    assert_eq!(state(&db).len(), 2);
+    let out = index(&root, &db, &["--exclude", "**/*.jpg"]);
+    assert!(out.contains("0 removed"), "{out}");
+    assert_eq!(state(&db).len(), 2);
+    std::fs::remove_file(root.join("b.jpg")).unwrap();
+    let out = index(&root, &db, &[]);
+    assert!(out.contains("1 removed"), "{out}");
+    assert_eq!(state(&db).len(), 1);
+}

@@ -420,7 +420,7 @@ impl Collection {
         }
         // ef 256: recall@10 1.0 on clustered 384-d vectors at 100k and ≥ 0.98 on uniform 64-d
         // ones at 20k (benches/hnsw_recall.rs); uniform 384-d noise is the worst case (0.31).
-        self.search_hnsw(query, k, (4 * k).max(SEARCH_EF))
+        self.search_hnsw(query, k, k.saturating_mul(4).max(SEARCH_EF))
     }
 
     /// The `k` most similar images by scanning every stored vector.
@@ -439,6 +439,7 @@ impl Collection {
     /// HNSW search regardless of size (for measuring recall against [`Collection::search_exact`]).
     pub fn search_hnsw(&self, query: &UnitVector, k: usize, ef: usize) -> Result<Vec<Hit>> {
         self.check_query(query)?;
+        let k = k.min(self.global.len());
         Ok(self
             .index
             .read()

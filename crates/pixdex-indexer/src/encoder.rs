@@ -55,21 +55,22 @@ impl PixioEncoder {
         self.preprocessor.preprocess(image)
     }
 
-    /// Global vectors and patch grids for inputs of one size.
-    pub fn embed(&self, inputs: &[Tensor]) -> pixio::Result<Vec<(UnitVector, PatchGrid)>> {
+    /// Global vectors and patch grids for inputs of one size; an image whose embedding is
+    /// degenerate (zero or not finite) gets its own error without failing the others.
+    pub fn embed(&self, inputs: &[Tensor]) -> pixio::Result<Vec<pixio::Result<(UnitVector, PatchGrid)>>> {
         let out = self.model.forward(&Tensor::stack(inputs, 0)?)?;
         let global = out.global_embedding()?.to_vec2::<f32>()?;
         let grid = out.patch_grid()?.to_dtype(DType::F32)?;
         let (_, rows, cols, dim) = grid.dims4()?;
         let grids = grid.flatten_from(1)?.to_vec2::<f32>()?;
-        global
+        Ok(global
             .into_iter()
             .zip(grids)
             .map(|(g, values)| {
                 let g = UnitVector::new(g).map_err(|e| pixio::Error::Input(format!("degenerate embedding: {e}")))?;
                 Ok((g, PatchGrid { rows, cols, dim, values }))
             })
-            .collect()
+            .collect())
     }
 }
 

@@ -126,10 +126,26 @@ pub struct IndexReport {
 
 /// A decode worker's result for one file.
 enum Prepared {
-    Embed { file: FoundFile, record: ImageRecord, input: Tensor },
-    Copy { record: ImageRecord, source: ImageId },
-    Touched { id: ImageId, record: ImageRecord },
-    Failed { record: ImageRecord, error: String },
+    Embed {
+        file: FoundFile,
+        record: ImageRecord,
+        input: Tensor,
+    },
+    Copy {
+        record: ImageRecord,
+        source: ImageId,
+    },
+    Touched {
+        id: ImageId,
+        record: ImageRecord,
+    },
+    /// `record: None` for transient failures (unreadable right now, lookup error): nothing is
+    /// written, so the old record stays and the next run retries.
+    Failed {
+        path: PathBuf,
+        record: Option<ImageRecord>,
+        error: String,
+    },
 }
 
 /// Runs one index job over `options.crawl.roots`.
@@ -235,12 +251,14 @@ fn record_of(file: &FoundFile, hash: [u8; 32], width: u32, height: u32, status: 
 /// Reads, hashes and (only if needed) decodes and preprocesses one file.
 fn prepare(collection: &Collection, encoder: &PixioEncoder, file: FoundFile, limits: DecodeLimits) -> Prepared {
     let failed = |file: &FoundFile, hash, error: String| Prepared::Failed {
-        record: record_of(file, hash, 0, 0, ImageStatus::Failed { error: error.clone() }),
+        path: file.path.clone(),
+        record: Some(record_of(file, hash, 0, 0, ImageStatus::Failed { error: error.clone() })),
         error,
     };
+    let transient = |file: &FoundFile, error: String| Prepared::Failed { path: file.path.clone(), record: None, error };
     let bytes = match std::fs::read(&file.path) {
         Ok(b) => b,
-        Err(e) => return failed(&file, [0; 32], format!("cannot read: {e}")),
+        Err(e) => return transient(&file, format!("cannot read: {e}")),
     };
     let hash: [u8; 32] = blake3::hash(&bytes).into();
     let lookup = || -> pixdex_core::Result<Option<Prepared>> {
@@ -266,7 +284,7 @@ fn prepare(collection: &Collection, encoder: &PixioEncoder, file: FoundFile, lim
     match lookup() {
         Ok(Some(p)) => return p,
         Ok(None) => {}
-        Err(e) => return failed(&file, hash, format!("collection lookup: {e}")),
+        Err(e) => return transient(&file, format!("collection lookup: {e}")),
     }
     if bytes.is_empty() {
         return failed(&file, hash, "empty file".into());
@@ -301,17 +319,35 @@ fn write_batch(
         match p {
             Prepared::Embed { file, record, input } => to_embed.push((file, record, input)),
             Prepared::Copy { record, source } => {
-                outcomes.push((record.path.clone(), FileOutcome::Copied));
-                upserts.push(NewImage { record, embedding: Embedding::CopyOf(source) });
+                // The source may have been replaced by an earlier batch of this job: use any
+                // image that still has these bytes, else leave the file for the next run.
+                let alive = |id: ImageId| collection.global_vector(id).map(|v| v.is_some());
+                let source = if alive(source)? {
+                    Some(source)
+                } else {
+                    collection.ids_by_hash(&record.blake3)?.into_iter().find(|id| alive(*id).unwrap_or(false))
+                };
+                match source {
+                    Some(source) => {
+                        outcomes.push((record.path.clone(), FileOutcome::Copied));
+                        upserts.push(NewImage { record, embedding: Embedding::CopyOf(source) });
+                    }
+                    None => outcomes.push((
+                        record.path.clone(),
+                        FileOutcome::Failed("its copy changed during the job; it is embedded on the next run".into()),
+                    )),
+                }
             }
             Prepared::Touched { id, record } => {
                 collection.update_record(id, &record)?;
                 report.touched += 1;
                 progress.event(&ProgressEvent::File { path: record.path, outcome: FileOutcome::Touched });
             }
-            Prepared::Failed { record, error } => {
-                outcomes.push((record.path.clone(), FileOutcome::Failed(error)));
-                upserts.push(NewImage { record, embedding: Embedding::None });
+            Prepared::Failed { path, record, error } => {
+                outcomes.push((path, FileOutcome::Failed(error)));
+                if let Some(record) = record {
+                    upserts.push(NewImage { record, embedding: Embedding::None });
+                }
             }
         }
     }
@@ -322,9 +358,19 @@ fn write_batch(
         to_embed = rest;
         let inputs: Vec<Tensor> = same.iter().map(|(_, _, t)| t.clone()).collect();
         let embedded = encoder.embed(&inputs)?;
-        for ((_, record, _), (global, patches)) in same.into_iter().zip(embedded) {
-            outcomes.push((record.path.clone(), FileOutcome::Embedded));
-            upserts.push(NewImage { record, embedding: Embedding::Computed { global, patches: Some(patches) } });
+        for ((_, mut record, _), result) in same.into_iter().zip(embedded) {
+            match result {
+                Ok((global, patches)) => {
+                    outcomes.push((record.path.clone(), FileOutcome::Embedded));
+                    upserts
+                        .push(NewImage { record, embedding: Embedding::Computed { global, patches: Some(patches) } });
+                }
+                Err(e) => {
+                    outcomes.push((record.path.clone(), FileOutcome::Failed(e.to_string())));
+                    record.status = ImageStatus::Failed { error: e.to_string() };
+                    upserts.push(NewImage { record, embedding: Embedding::None });
+                }
+            }
         }
     }
     if !upserts.is_empty() {
@@ -357,6 +403,12 @@ fn remove_missing(
     report: &mut IndexReport,
 ) -> Result<()> {
     let present: HashSet<&Path> = found.iter().map(|f| f.path.as_path()).collect();
+    // A record is gone only if its file is: the crawl also leaves out files that exist (excluded
+    // by a glob, hidden, unreadable folders), and those records must stay.
+    let is_gone = |p: &Path| {
+        !present.contains(p)
+            && matches!(std::fs::symlink_metadata(p), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
+    };
     let roots: Vec<(PathBuf, bool)> = roots
         .iter()
         .map(|r| {
@@ -369,9 +421,16 @@ fn remove_missing(
     let mut stored_per_root = vec![0usize; roots.len()];
     for item in collection.records() {
         let (id, rec) = item?;
-        if let Some(i) = roots.iter().position(|(r, _)| rec.path.starts_with(r)) {
+        // The most specific root that holds the file (roots may nest).
+        let root = roots
+            .iter()
+            .enumerate()
+            .filter(|(_, (r, _))| rec.path.starts_with(r))
+            .max_by_key(|(_, (r, _))| r.components().count())
+            .map(|(i, _)| i);
+        if let Some(i) = root {
             stored_per_root[i] += 1;
-            if !present.contains(rec.path.as_path()) {
+            if is_gone(&rec.path) {
                 gone.push((id, i));
             }
         }

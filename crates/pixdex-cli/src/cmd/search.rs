@@ -35,7 +35,7 @@ pub fn run(args: SearchArgs) -> anyhow::Result<ExitCode> {
     }
     let image = decode_path(&args.image, DecodeLimits::default())?;
     let input = encoder.prepare(&image.image)?;
-    let (global, _) = encoder.embed(&[input])?.pop().context("no embedding")?;
+    let (global, _) = encoder.embed(&[input])?.pop().context("no embedding")??;
     let hits = collection.search(&global, args.k)?;
     let mut results = Vec::with_capacity(hits.len());
     for h in hits {

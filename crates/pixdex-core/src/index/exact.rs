@@ -30,7 +30,8 @@ pub(crate) struct TopK {
 
 impl TopK {
     pub(crate) fn new(k: usize) -> Self {
-        Self { k, heap: BinaryHeap::with_capacity(k + 1) }
+        // Capacity grows with use: a caller's huge k must not allocate up front.
+        Self { k, heap: BinaryHeap::with_capacity(k.min(1024) + 1) }
     }
 
     pub(crate) fn push(&mut self, id: u64, score: f32) {
