@@ -65,6 +65,21 @@ pub struct CollectionConfig {
 }
 
 impl CollectionConfig {
+    /// Whether vectors made under `other` can be mixed with these (same model weights,
+    /// embedding definition and dimension).
+    pub fn is_compatible(&self, other: &CollectionConfig) -> bool {
+        self.model_fingerprint == other.model_fingerprint && self.embedding == other.embedding && self.dim == other.dim
+    }
+
+    /// [`Error::ModelMismatch`] unless `other` [is compatible](Self::is_compatible).
+    pub fn ensure_compatible(&self, other: &CollectionConfig) -> Result<()> {
+        if self.is_compatible(other) {
+            Ok(())
+        } else {
+            Err(Error::ModelMismatch { expected: self.describe(), found: other.describe() })
+        }
+    }
+
     fn describe(&self) -> String {
         format!("{} ({}, {}-d, fingerprint {})", self.model, self.embedding, self.dim, self.model_fingerprint)
     }
@@ -174,9 +189,7 @@ impl Collection {
             None => None,
         };
         let config = match (stored, wanted) {
-            (Some(s), Some(w))
-                if s.model_fingerprint != w.model_fingerprint || s.embedding != w.embedding || s.dim != w.dim =>
-            {
+            (Some(s), Some(w)) if !s.is_compatible(w) => {
                 return Err(Error::ModelMismatch { expected: s.describe(), found: w.describe() });
             }
             (Some(s), _) => s,
@@ -427,23 +440,56 @@ impl Collection {
     pub fn search_exact(&self, query: &UnitVector, k: usize) -> Result<Vec<Hit>> {
         self.check_query(query)?;
         let mut top = TopK::new(k);
+        self.for_each_vector(|id, v| top.push(id, query.dot(v)))?;
+        Ok(top.into_sorted().into_iter().map(|(id, score)| Hit { id: ImageId(id), score }).collect())
+    }
+
+    /// Calls `f` with every stored global vector, in id order.
+    pub(crate) fn for_each_vector(&self, mut f: impl FnMut(u64, &[f32])) -> Result<()> {
         for kv in self.global.iter() {
             let (key, v) = kv.map_err(store_err(&self.dir))?;
             let id = schema::id_from_key(&key).ok_or_else(|| corrupt("global key", "bad length"))?;
-            let v = UnitVector::from_bytes(&v, self.config.dim)?;
-            top.push(id, query.dot(v.as_slice()));
+            f(id, UnitVector::from_bytes(&v, self.config.dim)?.as_slice());
         }
-        Ok(top.into_sorted().into_iter().map(|(id, score)| Hit { id: ImageId(id), score }).collect())
+        Ok(())
+    }
+
+    /// Ids of the images whose path (or key) starts with `prefix` (a plain string prefix).
+    pub fn ids_with_path_prefix(&self, prefix: &str) -> Result<Vec<ImageId>> {
+        self.by_path
+            .scan_prefix(prefix.as_bytes())
+            .values()
+            .map(|v| {
+                let v = v.map_err(store_err(&self.dir))?;
+                schema::id_from_key(&v).map(ImageId).ok_or_else(|| corrupt("path value", "bad length"))
+            })
+            .collect()
+    }
+
+    /// Deleted vectors still in the HNSW graph (filtered at query time until [`Collection::compact`]).
+    pub fn hnsw_tombstones(&self) -> usize {
+        self.index.read().tombstone_count()
     }
 
     /// HNSW search regardless of size (for measuring recall against [`Collection::search_exact`]).
     pub fn search_hnsw(&self, query: &UnitVector, k: usize, ef: usize) -> Result<Vec<Hit>> {
+        self.search_hnsw_where(query, k, ef, None)
+    }
+
+    /// HNSW search keeping only ids for which `keep` is true.
+    pub(crate) fn search_hnsw_where(
+        &self,
+        query: &UnitVector,
+        k: usize,
+        ef: usize,
+        keep: Option<&(dyn Fn(u64) -> bool + Sync)>,
+    ) -> Result<Vec<Hit>> {
         self.check_query(query)?;
         let k = k.min(self.global.len());
         Ok(self
             .index
             .read()
-            .search(query.as_slice(), k, ef)
+            .search_where(query.as_slice(), k, ef, keep)
             .into_iter()
             .map(|(id, score)| Hit { id: ImageId(id), score })
             .collect())

@@ -38,6 +38,9 @@ pub enum Error {
     /// A vector has the wrong dimension or is not finite / not unit length.
     #[error("invalid vector: {0}")]
     InvalidVector(String),
+    /// A query's parameters are out of range.
+    #[error("invalid query: {0}")]
+    InvalidQuery(String),
     /// No image with this id.
     #[error("no image with id {0}")]
     NotFound(u64),

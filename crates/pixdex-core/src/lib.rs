@@ -7,6 +7,7 @@ mod codec;
 mod collection;
 mod error;
 mod index;
+mod query;
 mod schema;
 
 pub use codec::{PatchCodec, PatchGrid, UnitVector};
@@ -15,3 +16,4 @@ pub use collection::{
     SEARCH_EF,
 };
 pub use error::{Error, Result};
+pub use query::{MAX_K, SimilarHit, SimilarQuery};

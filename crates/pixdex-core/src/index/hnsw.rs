@@ -46,6 +46,10 @@ impl HnswIndex {
         self.members.len() - self.tombstones.len()
     }
 
+    pub(crate) fn tombstone_count(&self) -> usize {
+        self.tombstones.len()
+    }
+
     pub(crate) fn tombstone_ratio(&self) -> f64 {
         if self.members.is_empty() { 0.0 } else { self.tombstones.len() as f64 / self.members.len() as f64 }
     }
@@ -78,17 +82,29 @@ impl HnswIndex {
         }
     }
 
-    /// The `k` nearest live ids with cosine similarity, best first.
-    pub(crate) fn search(&self, query: &[f32], k: usize, ef: usize) -> Vec<(u64, f32)> {
+    /// The `k` nearest live ids for which `keep` (if given) is true, with cosine similarity,
+    /// best first. Filtering happens inside the graph search, which walks past rejected ids, so
+    /// `k` results come back when the graph has them.
+    pub(crate) fn search_where(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        keep: Option<&(dyn Fn(u64) -> bool + Sync)>,
+    ) -> Vec<(u64, f32)> {
         if query.len() != self.dim || self.live_len() == 0 || k == 0 {
             return Vec::new();
         }
         let ef = ef.max(k);
-        let found = if self.tombstones.is_empty() {
-            self.graph.search(query, k, ef)
-        } else {
-            let filter = |id: &usize| !self.tombstones.contains(&(*id as u64));
-            self.graph.search_filter(query, k, ef, Some(&filter))
+        let found = match keep {
+            None if self.tombstones.is_empty() => self.graph.search(query, k, ef),
+            _ => {
+                let filter = |id: &usize| {
+                    let id = *id as u64;
+                    !self.tombstones.contains(&id) && keep.is_none_or(|keep| keep(id))
+                };
+                self.graph.search_filter(query, k, ef, Some(&filter))
+            }
         };
         found.into_iter().map(|n| (n.d_id as u64, 1.0 - n.distance * n.distance / 2.0)).collect()
     }

@@ -1,0 +1,116 @@
+//! Similarity search with filters: `k`, a minimum score, a path prefix and excluded ids.
+//!
+//! * A path prefix is answered from the `by_path` tree (a sled prefix scan), so a narrow prefix
+//!   never depends on the graph finding its few members: small candidate sets are scanned
+//!   exactly, large ones go through the graph with a membership filter.
+//! * Exclusions and tombstones are filtered inside the graph search, so `k` results come back
+//!   whenever the collection has them.
+
+use std::collections::HashSet;
+
+use crate::codec::UnitVector;
+use crate::collection::{Collection, EXACT_SCAN_BELOW, Hit, ImageId, ImageRecord, SEARCH_EF};
+use crate::error::{Error, Result};
+use crate::index::exact::TopK;
+
+/// The largest `k` a query may ask for.
+pub const MAX_K: usize = 1000;
+
+/// What to return for a query vector.
+#[derive(Debug, Clone, Default)]
+pub struct SimilarQuery {
+    /// How many results (1..=[`MAX_K`]).
+    pub k: usize,
+    /// Drop results with a cosine similarity below this.
+    pub min_score: Option<f32>,
+    /// Keep only images whose path (or key) starts with this string.
+    pub path_prefix: Option<String>,
+    /// Leave these images out (the query itself).
+    pub exclude: Vec<ImageId>,
+}
+
+/// A result with its record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimilarHit {
+    /// The image and its cosine similarity.
+    pub hit: Hit,
+    /// Its record.
+    pub record: ImageRecord,
+}
+
+impl Collection {
+    /// The images most similar to `vector` that pass the query's filters, best first.
+    pub fn search_similar(&self, vector: &UnitVector, query: &SimilarQuery) -> Result<Vec<SimilarHit>> {
+        if !(1..=MAX_K).contains(&query.k) {
+            return Err(Error::InvalidQuery(format!("k must be 1..={MAX_K}, not {}", query.k)));
+        }
+        if let Some(min) = query.min_score
+            && !(-1.0..=1.0).contains(&min)
+        {
+            return Err(Error::InvalidQuery(format!("min_score must be within -1..=1, not {min}")));
+        }
+        let exclude: HashSet<u64> = query.exclude.iter().map(|id| id.0).collect();
+        let prefix = query.path_prefix.as_deref().filter(|p| !p.is_empty());
+        let hits = match prefix {
+            Some(prefix) => {
+                let members: HashSet<u64> = self
+                    .ids_with_path_prefix(prefix)?
+                    .into_iter()
+                    .map(|id| id.0)
+                    .filter(|id| !exclude.contains(id))
+                    .collect();
+                if members.len() < EXACT_SCAN_BELOW || self.vector_count() < EXACT_SCAN_BELOW {
+                    self.scan_ids(vector, query.k, members.iter().copied())?
+                } else {
+                    let keep = |id: u64| members.contains(&id);
+                    self.search_graph_where(vector, query.k, Some(&keep))?
+                }
+            }
+            None if self.vector_count() < EXACT_SCAN_BELOW => {
+                let mut top = TopK::new(query.k);
+                self.for_each_vector(|id, v| {
+                    if !exclude.contains(&id) {
+                        top.push(id, vector.dot(v));
+                    }
+                })?;
+                top.into_sorted().into_iter().map(|(id, score)| Hit { id: ImageId(id), score }).collect()
+            }
+            None if exclude.is_empty() => self.search_graph_where(vector, query.k, None)?,
+            None => {
+                let keep = |id: u64| !exclude.contains(&id);
+                self.search_graph_where(vector, query.k, Some(&keep))?
+            }
+        };
+        let mut out = Vec::with_capacity(hits.len());
+        for hit in hits {
+            if query.min_score.is_some_and(|min| hit.score < min) {
+                break; // best first: the rest are lower
+            }
+            // A record removed since the search answered is simply not returned.
+            if let Some(record) = self.get(hit.id)? {
+                out.push(SimilarHit { hit, record });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Exact top-`k` over the given ids' stored vectors (ids without a vector are skipped).
+    fn scan_ids(&self, vector: &UnitVector, k: usize, ids: impl Iterator<Item = u64>) -> Result<Vec<Hit>> {
+        let mut top = TopK::new(k);
+        for id in ids {
+            if let Some(v) = self.global_vector(ImageId(id))? {
+                top.push(id, vector.dot(v.as_slice()));
+            }
+        }
+        Ok(top.into_sorted().into_iter().map(|(id, score)| Hit { id: ImageId(id), score }).collect())
+    }
+
+    fn search_graph_where(
+        &self,
+        vector: &UnitVector,
+        k: usize,
+        keep: Option<&(dyn Fn(u64) -> bool + Sync)>,
+    ) -> Result<Vec<Hit>> {
+        self.search_hnsw_where(vector, k, k.saturating_mul(4).max(SEARCH_EF), keep)
+    }
+}

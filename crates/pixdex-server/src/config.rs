@@ -1,0 +1,60 @@
+//! What `serve` needs to know: where the collection is, where to listen, which folders index
+//! jobs may crawl, and the limits.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The server's settings (the CLI builds them from `pixdex serve` flags).
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The collection folder (created on first start, pinned to the loaded model).
+    pub db: PathBuf,
+    /// Folders index jobs may crawl (a job's roots must lie inside one). Empty: no index jobs.
+    pub allowed_roots: Vec<PathBuf>,
+    /// Whether index jobs may follow symbolic links (which can lead outside the allowed roots).
+    pub allow_follow_symlinks: bool,
+    /// Largest request or response message, in bytes; larger requests get `RESOURCE_EXHAUSTED`.
+    pub max_message_bytes: usize,
+    /// Query embedding batching.
+    pub batching: BatchingConfig,
+    /// How long shutdown waits for running jobs (which store their batch in flight) and open
+    /// streams before it stops anyway.
+    pub shutdown_grace: Duration,
+    /// Images per forward pass in index jobs.
+    pub index_batch_size: usize,
+}
+
+/// How concurrent query embeddings share forward passes.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchingConfig {
+    /// Most images in one forward pass.
+    pub max_batch: usize,
+    /// How long the first request of a batch waits for others to join it.
+    pub max_wait: Duration,
+    /// Requests that may wait for the encoder; beyond this a query gets `UNAVAILABLE`.
+    pub max_queue: usize,
+}
+
+impl Default for BatchingConfig {
+    fn default() -> Self {
+        Self { max_batch: 16, max_wait: Duration::from_millis(5), max_queue: 1024 }
+    }
+}
+
+/// 64 MiB: a 30 MB photo plus protobuf framing fits with room to spare.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 << 20;
+
+impl ServerConfig {
+    /// Defaults for a collection folder: no index roots, 64 MiB messages, 10 s grace.
+    pub fn new(db: impl Into<PathBuf>) -> Self {
+        Self {
+            db: db.into(),
+            allowed_roots: Vec::new(),
+            allow_follow_symlinks: false,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            batching: BatchingConfig::default(),
+            shutdown_grace: Duration::from_secs(10),
+            index_batch_size: 8,
+        }
+    }
+}

@@ -1,0 +1,254 @@
+//! Index jobs run by the server: one at a time, on a blocking thread, reporting progress into a
+//! shared status that watchers stream.
+
+use parking_lot::Mutex;
+use pixdex_core::Collection;
+use pixdex_indexer::encoder::PixioEncoder;
+use pixdex_indexer::pipeline::{FileOutcome, IndexOptions, IndexReport, Progress, ProgressEvent, run_index_job};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::pb;
+use crate::status::ServiceError;
+
+/// One index job: its options, its live status, and how to stop it.
+pub(crate) struct IndexJob {
+    pub(crate) id: String,
+    roots: Vec<PathBuf>,
+    pub(crate) cancel: AtomicBool,
+    status: Mutex<JobStatus>,
+    /// Bumped at every status change; watchers wait on it.
+    changed: watch::Sender<()>,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+struct JobStatus {
+    state: pb::JobState,
+    started: Instant,
+    crawled_at: Option<Instant>,
+    finished_at: Option<Instant>,
+    found: u64,
+    unchanged: u64,
+    embedded: u64,
+    copied: u64,
+    touched: u64,
+    failed: u64,
+    removed: u64,
+    current_file: String,
+    errors: Vec<pb::FileError>,
+    removal_withheld: String,
+    error: String,
+}
+
+impl IndexJob {
+    fn new(id: String, roots: Vec<PathBuf>) -> Self {
+        let status = JobStatus {
+            state: pb::JobState::Crawling,
+            started: Instant::now(),
+            crawled_at: None,
+            finished_at: None,
+            found: 0,
+            unchanged: 0,
+            embedded: 0,
+            copied: 0,
+            touched: 0,
+            failed: 0,
+            removed: 0,
+            current_file: String::new(),
+            errors: Vec::new(),
+            removal_withheld: String::new(),
+            error: String::new(),
+        };
+        Self {
+            id,
+            roots,
+            cancel: AtomicBool::new(false),
+            status: Mutex::new(status),
+            changed: watch::channel(()).0,
+            task: Mutex::new(None),
+        }
+    }
+
+    pub(crate) fn subscribe(&self) -> watch::Receiver<()> {
+        self.changed.subscribe()
+    }
+
+    pub(crate) fn is_finished(&self) -> bool {
+        let state = self.status.lock().state;
+        matches!(state, pb::JobState::Succeeded | pb::JobState::Cancelled | pb::JobState::Failed)
+    }
+
+    /// The job's state as the API shows it, with the errors from index `errors_from` on; also
+    /// returns the error count (where the next snapshot should start).
+    pub(crate) fn snapshot(&self, errors_from: usize) -> (pb::IndexJob, usize) {
+        let s = self.status.lock();
+        let handled = s.embedded + s.copied + s.touched + s.failed;
+        let todo = s.found.saturating_sub(s.unchanged);
+        let now = s.finished_at.unwrap_or_else(Instant::now);
+        let rate = match s.crawled_at {
+            Some(t) if handled > 0 => handled as f64 / now.duration_since(t).as_secs_f64().max(1e-3),
+            _ => 0.0,
+        };
+        let errors = s.errors.get(errors_from..).unwrap_or_default().to_vec();
+        let job = pb::IndexJob {
+            job_id: self.id.clone(),
+            state: s.state.into(),
+            roots: self.roots.iter().map(|r| r.display().to_string()).collect(),
+            found: s.found,
+            unchanged: s.unchanged,
+            embedded: s.embedded,
+            copied: s.copied,
+            touched: s.touched,
+            failed: s.failed,
+            removed: s.removed,
+            remaining: todo.saturating_sub(handled),
+            files_per_second: rate,
+            current_file: s.current_file.clone(),
+            elapsed_seconds: now.duration_since(s.started).as_secs_f64(),
+            errors,
+            removal_withheld: s.removal_withheld.clone(),
+            error: s.error.clone(),
+        };
+        (job, s.errors.len())
+    }
+
+    fn update(&self, f: impl FnOnce(&mut JobStatus)) {
+        f(&mut self.status.lock());
+        self.changed.send_replace(());
+    }
+
+    fn finish(&self, result: Result<IndexReport, String>) {
+        self.update(|s| {
+            s.finished_at = Some(Instant::now());
+            match result {
+                Ok(report) => {
+                    s.state = if report.cancelled { pb::JobState::Cancelled } else { pb::JobState::Succeeded };
+                    s.removed = report.removed as u64;
+                    s.removal_withheld = report.removal_withheld.unwrap_or_default();
+                    // Crawl errors (unreadable folders) are reported at the end, with the file errors.
+                    s.errors.extend(
+                        report
+                            .unreadable
+                            .into_iter()
+                            .map(|(p, e)| pb::FileError { path: p.display().to_string(), error: e }),
+                    );
+                }
+                Err(e) => {
+                    s.state = pb::JobState::Failed;
+                    s.error = e;
+                }
+            }
+        });
+    }
+}
+
+impl Progress for IndexJob {
+    fn event(&self, event: &ProgressEvent) {
+        self.update(|s| match event {
+            ProgressEvent::Crawled { found, unchanged } => {
+                s.state = pb::JobState::Running;
+                s.crawled_at = Some(Instant::now());
+                s.found = *found as u64;
+                s.unchanged = *unchanged as u64;
+            }
+            ProgressEvent::File { path, outcome } => {
+                s.current_file = path.display().to_string();
+                match outcome {
+                    FileOutcome::Embedded => s.embedded += 1,
+                    FileOutcome::Copied => s.copied += 1,
+                    FileOutcome::Touched => s.touched += 1,
+                    FileOutcome::Failed(e) => {
+                        s.failed += 1;
+                        s.errors.push(pb::FileError { path: s.current_file.clone(), error: e.clone() });
+                    }
+                }
+            }
+            ProgressEvent::RemovalWithheld { reason } => s.removal_withheld = reason.clone(),
+        });
+    }
+}
+
+/// Every job since the server started; at most one runs.
+#[derive(Default)]
+pub(crate) struct IndexJobs {
+    inner: Mutex<JobList>,
+}
+
+#[derive(Default)]
+struct JobList {
+    next: u64,
+    jobs: Vec<Arc<IndexJob>>,
+}
+
+impl IndexJobs {
+    /// Starts a job unless one is running.
+    pub(crate) fn start(
+        &self,
+        collection: Arc<Collection>,
+        encoder: Arc<PixioEncoder>,
+        options: IndexOptions,
+    ) -> Result<Arc<IndexJob>, ServiceError> {
+        let mut list = self.inner.lock();
+        if let Some(running) = list.jobs.iter().find(|j| !j.is_finished()) {
+            return Err(ServiceError::FailedPrecondition(format!(
+                "index job {} is running; watch or cancel it first",
+                running.id
+            )));
+        }
+        list.next += 1;
+        let job = Arc::new(IndexJob::new(format!("job-{}", list.next), options.crawl.roots.clone()));
+        let worker = job.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            let result = run_index_job(&collection, &encoder, &options, &*worker, &worker.cancel);
+            if let Err(e) = &result {
+                tracing::error!(job = %worker.id, error = %e, "index job failed");
+            }
+            worker.finish(result.map_err(|e| e.to_string()));
+        });
+        *job.task.lock() = Some(task);
+        list.jobs.push(job.clone());
+        Ok(job)
+    }
+
+    pub(crate) fn get(&self, id: &str) -> Result<Arc<IndexJob>, ServiceError> {
+        self.inner
+            .lock()
+            .jobs
+            .iter()
+            .find(|j| j.id == id)
+            .cloned()
+            .ok_or_else(|| ServiceError::NotFound(format!("no index job `{id}`")))
+    }
+
+    /// Newest first.
+    pub(crate) fn list(&self) -> Vec<Arc<IndexJob>> {
+        self.inner.lock().jobs.iter().rev().cloned().collect()
+    }
+
+    pub(crate) fn running(&self) -> Option<Arc<IndexJob>> {
+        self.inner.lock().jobs.iter().find(|j| !j.is_finished()).cloned()
+    }
+
+    /// Cancels every job and waits (up to `grace`) for them to store their batch in flight.
+    pub(crate) async fn cancel_all(&self, grace: Duration) {
+        let tasks: Vec<JoinHandle<()>> = self
+            .inner
+            .lock()
+            .jobs
+            .iter()
+            .filter_map(|j| {
+                j.cancel.store(true, Ordering::Relaxed);
+                j.task.lock().take()
+            })
+            .collect();
+        for task in tasks {
+            if tokio::time::timeout(grace, task).await.is_err() {
+                tracing::warn!("an index job did not stop within {grace:?}");
+            }
+        }
+    }
+}

@@ -1,0 +1,218 @@
+//! Wiring: open the collection, load the model in the background, serve the services with
+//! health and reflection, and shut down gracefully (jobs store their batch in flight, streams
+//! end, the collection is flushed) within a bounded grace period.
+
+use pixdex_core::{Collection, CollectionConfig};
+use pixdex_indexer::encoder::PixioEncoder;
+use std::future::Future;
+use std::sync::{Arc, OnceLock};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic_health::ServingStatus;
+
+use crate::batcher::QueryBatcher;
+use crate::config::ServerConfig;
+use crate::jobs::IndexJobs;
+use crate::pb;
+use crate::service::{collection::CollectionApi, images::ImageApi, index::IndexApi, search::SearchApi};
+use crate::state::{AppState, LoadedModel};
+use crate::status::oversized_as_resource_exhausted;
+
+/// Loads the encoder, given the config of the existing collection (if any), so that the caller
+/// can default to the collection's model. Runs on a blocking thread after the server listens.
+pub type ModelLoader = Box<dyn FnOnce(Option<&CollectionConfig>) -> Result<PixioEncoder, String> + Send>;
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The collection could not be opened (locked by another process, corrupt, …).
+    #[error(transparent)]
+    Collection(#[from] pixdex_core::Error),
+    /// The model failed to load or does not match the collection.
+    #[error("model: {0}")]
+    Model(String),
+    /// An allowed root does not exist.
+    #[error("allowed root {path}: {source}")]
+    AllowedRoot {
+        /// The folder.
+        path: std::path::PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The transport failed.
+    #[error("gRPC transport: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    /// Reflection could not be built.
+    #[error("reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+}
+
+/// Serves the collection in `config.db` on `listener` until `shutdown` completes.
+///
+/// The collection is opened (and locked) before the first request if it exists; the model loads
+/// in the background, and requests that need it get `UNAVAILABLE` until then. On shutdown:
+/// health turns `NOT_SERVING`, no new connections are accepted, running index jobs are
+/// cancelled (each stores the batch in flight), watch streams send their final state, and the
+/// collection is flushed; whatever is still open after `config.shutdown_grace` is dropped.
+pub async fn serve(
+    config: ServerConfig,
+    listener: TcpListener,
+    loader: ModelLoader,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServeError> {
+    let mut config = config;
+    for root in &mut config.allowed_roots {
+        *root =
+            std::fs::canonicalize(&*root).map_err(|source| ServeError::AllowedRoot { path: root.clone(), source })?;
+    }
+    let collection = OnceLock::new();
+    if config.db.join("db").exists() {
+        let db = config.db.clone();
+        let opened = tokio::task::spawn_blocking(move || Collection::open(&db))
+            .await
+            .map_err(|e| ServeError::Model(format!("opening task: {e}")))??;
+        let _ = collection.set(Arc::new(opened));
+    }
+    let token = CancellationToken::new();
+    let state = Arc::new(AppState {
+        config,
+        collection,
+        model: OnceLock::new(),
+        jobs: IndexJobs::default(),
+        shutdown: token.clone(),
+    });
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_service_status("", ServingStatus::NotServing).await;
+    set_health(&health, ServingStatus::NotServing).await;
+
+    let max = state.config.max_message_bytes;
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+    let router = tonic::transport::Server::builder()
+        .layer(tower::util::MapResponseLayer::new(oversized_as_resource_exhausted))
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(
+            pb::search_service_server::SearchServiceServer::new(SearchApi { state: state.clone() })
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+        )
+        .add_service(
+            pb::image_service_server::ImageServiceServer::new(ImageApi { state: state.clone() })
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+        )
+        .add_service(
+            pb::index_service_server::IndexServiceServer::new(IndexApi { state: state.clone() })
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+        )
+        .add_service(
+            pb::collection_service_server::CollectionServiceServer::new(CollectionApi { state: state.clone() })
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+        );
+    let stop_accepting = token.clone();
+    let mut server = tokio::spawn(
+        router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop_accepting.cancelled_owned()),
+    );
+
+    // The model loads while the server already answers (UNAVAILABLE for what needs it).
+    let load_state = state.clone();
+    let mut loading = tokio::task::spawn_blocking(move || load_model(&load_state, loader));
+
+    tokio::pin!(shutdown);
+    let (mut loaded, mut server_done) = (false, false);
+    let fatal: Option<ServeError> = loop {
+        tokio::select! {
+            () = &mut shutdown => break None,
+            r = &mut loading, if !loaded => {
+                loaded = true;
+                match r {
+                    Ok(Ok(())) => {
+                        health.set_service_status("", ServingStatus::Serving).await;
+                        set_health(&health, ServingStatus::Serving).await;
+                        tracing::info!("model loaded; serving");
+                    }
+                    Ok(Err(e)) => break Some(e),
+                    Err(e) => break Some(ServeError::Model(format!("loading task: {e}"))),
+                }
+            }
+            r = &mut server => {
+                server_done = true;
+                break Some(match r {
+                    Ok(Ok(())) => ServeError::Model("the server stopped unexpectedly".into()),
+                    Ok(Err(e)) => e.into(),
+                    Err(e) => ServeError::Model(format!("server task: {e}")),
+                });
+            }
+        }
+    };
+    // Shutdown: whatever the reason.
+    health.set_service_status("", ServingStatus::NotServing).await;
+    set_health(&health, ServingStatus::NotServing).await;
+    let grace = state.config.shutdown_grace;
+    state.jobs.cancel_all(grace).await;
+    token.cancel();
+    if !server_done {
+        match tokio::time::timeout(grace, &mut server).await {
+            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "server stopped with an error"),
+            Ok(_) => {}
+            Err(_) => {
+                tracing::warn!("open connections did not close within {grace:?}; closing them");
+                server.abort();
+            }
+        }
+    }
+    if let Some(collection) = state.collection.get() {
+        let c = collection.clone();
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || c.flush()).await {
+            tracing::error!(error = %e, "flushing the collection failed");
+        }
+    }
+    match fatal {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+async fn set_health(health: &tonic_health::server::HealthReporter, status: ServingStatus) {
+    use pb::{
+        collection_service_server::CollectionServiceServer, image_service_server::ImageServiceServer,
+        index_service_server::IndexServiceServer, search_service_server::SearchServiceServer,
+    };
+    health.set_service_status(<SearchServiceServer<SearchApi> as tonic::server::NamedService>::NAME, status).await;
+    health.set_service_status(<ImageServiceServer<ImageApi> as tonic::server::NamedService>::NAME, status).await;
+    health.set_service_status(<IndexServiceServer<IndexApi> as tonic::server::NamedService>::NAME, status).await;
+    health
+        .set_service_status(<CollectionServiceServer<CollectionApi> as tonic::server::NamedService>::NAME, status)
+        .await;
+}
+
+/// Loads the encoder, checks it against the collection (or creates the collection pinned to
+/// it), and starts the query batcher.
+fn load_model(state: &AppState, loader: ModelLoader) -> Result<(), ServeError> {
+    let existing = state.collection.get().map(|c| c.config().clone());
+    let encoder = Arc::new(loader(existing.as_ref()).map_err(ServeError::Model)?);
+    let wanted = encoder.collection_config();
+    match &existing {
+        Some(config) => config.ensure_compatible(&wanted)?,
+        None => {
+            let created = Collection::open_or_create(&state.config.db, &wanted)?;
+            let _ = state.collection.set(Arc::new(created));
+        }
+    }
+    let batcher = QueryBatcher::start(encoder.clone(), state.config.batching)
+        .map_err(|e| ServeError::Model(format!("starting the encoder thread: {e}")))?;
+    let _ = state.model.set(LoadedModel { encoder, batcher });
+    Ok(())
+}

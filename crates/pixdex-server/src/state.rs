@@ -1,0 +1,103 @@
+//! What every service shares: the collection, the model once loaded, the jobs, the shutdown token.
+
+use pixdex_core::{Collection, ImageId, ImageRecord, UnitVector};
+use pixdex_indexer::decode::{DecodeLimits, decode_bytes};
+use pixdex_indexer::encoder::PixioEncoder;
+use std::sync::{Arc, OnceLock};
+use tokio_util::sync::CancellationToken;
+
+use crate::batcher::{QueryBatcher, QueryEmbedding};
+use crate::config::ServerConfig;
+use crate::jobs::IndexJobs;
+use crate::pb;
+use crate::status::ServiceError;
+
+/// The loaded model and its query batcher.
+pub(crate) struct LoadedModel {
+    pub(crate) encoder: Arc<PixioEncoder>,
+    pub(crate) batcher: QueryBatcher,
+}
+
+/// Shared by every service.
+pub(crate) struct AppState {
+    pub(crate) config: ServerConfig,
+    /// Set at start when the collection exists, else once the model has loaded and created it.
+    pub(crate) collection: OnceLock<Arc<Collection>>,
+    pub(crate) model: OnceLock<LoadedModel>,
+    pub(crate) jobs: IndexJobs,
+    pub(crate) shutdown: CancellationToken,
+}
+
+impl AppState {
+    pub(crate) fn collection(&self) -> Result<Arc<Collection>, ServiceError> {
+        self.collection
+            .get()
+            .cloned()
+            .ok_or_else(|| ServiceError::Unavailable("the server is loading the model; retry shortly".into()))
+    }
+
+    pub(crate) fn model(&self) -> Result<&LoadedModel, ServiceError> {
+        self.model
+            .get()
+            .ok_or_else(|| ServiceError::Unavailable("the server is loading the model; retry shortly".into()))
+    }
+
+    /// Resolves an image reference to its id and record; NOT_FOUND when absent.
+    pub(crate) fn resolve(
+        &self,
+        collection: &Collection,
+        image: Option<pb::ImageRef>,
+    ) -> Result<(ImageId, ImageRecord), ServiceError> {
+        let r =
+            image.and_then(|r| r.r#ref).ok_or_else(|| ServiceError::invalid("missing image reference (id or path)"))?;
+        let id = match r {
+            pb::image_ref::Ref::Id(id) => ImageId(id),
+            pb::image_ref::Ref::Path(path) => collection
+                .id_by_path(std::path::Path::new(&path))?
+                .ok_or_else(|| ServiceError::NotFound(format!("no image with path `{path}`")))?,
+        };
+        let record = collection.get(id)?.ok_or_else(|| ServiceError::NotFound(format!("no image with id {}", id.0)))?;
+        Ok((id, record))
+    }
+
+    /// Decodes, preprocesses and embeds uploaded bytes (decoding on the blocking pool, the
+    /// forward pass shared through the batcher). Returns the upright size too.
+    pub(crate) async fn embed_bytes(&self, bytes: Arc<Vec<u8>>) -> Result<(QueryEmbedding, (u32, u32)), ServiceError> {
+        let model = self.model()?;
+        if bytes.is_empty() {
+            return Err(ServiceError::invalid("empty image bytes"));
+        }
+        let encoder = model.encoder.clone();
+        let (input, size) = tokio::task::spawn_blocking(move || {
+            let decoded = decode_bytes(&bytes, DecodeLimits::default())?;
+            let size = (decoded.image.width(), decoded.image.height());
+            Ok::<_, ServiceError>((encoder.prepare(&decoded.image)?, size))
+        })
+        .await
+        .map_err(|e| ServiceError::Internal(format!("decoding task: {e}")))??;
+        Ok((model.batcher.embed(input).await?, size))
+    }
+
+    /// The stored vector of a resolved image; FAILED_PRECONDITION for images without one.
+    pub(crate) fn stored_vector(
+        &self,
+        collection: &Collection,
+        id: ImageId,
+        record: &ImageRecord,
+    ) -> Result<UnitVector, ServiceError> {
+        collection.global_vector(id)?.ok_or_else(|| {
+            let why = match &record.status {
+                pixdex_core::ImageStatus::Failed { error } => error.clone(),
+                pixdex_core::ImageStatus::Embedded => "no stored vector".into(),
+            };
+            ServiceError::FailedPrecondition(format!("image {} has no embedding: {why}", id.0))
+        })
+    }
+}
+
+/// Runs blocking collection work off the async threads.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ServiceError> + Send + 'static,
+) -> Result<T, ServiceError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| ServiceError::Internal(format!("blocking task: {e}")))?
+}
