@@ -495,7 +495,7 @@ impl Collection {
             .collect())
     }
 
-    fn check_query(&self, q: &UnitVector) -> Result<()> {
+    pub(crate) fn check_query(&self, q: &UnitVector) -> Result<()> {
         if q.dim() != self.config.dim {
             return Err(Error::InvalidVector(format!(
                 "query has dimension {}, the collection {}",

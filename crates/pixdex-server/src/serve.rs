@@ -161,8 +161,8 @@ pub async fn serve(
     health.set_service_status("", ServingStatus::NotServing).await;
     set_health(&health, ServingStatus::NotServing).await;
     let grace = state.config.shutdown_grace;
+    token.cancel(); // stop accepting connections
     state.jobs.cancel_all(grace).await;
-    token.cancel();
     if !server_done {
         match tokio::time::timeout(grace, &mut server).await {
             Ok(Ok(Err(e))) => tracing::warn!(error = %e, "server stopped with an error"),

@@ -78,7 +78,8 @@ pub(crate) fn oversized_as_resource_exhausted<B>(mut res: http::Response<B>) -> 
     let too_large = headers
         .get("grpc-message")
         .and_then(|m| m.to_str().ok())
-        .is_some_and(|m| m.contains("message length too large"));
+        // tonic percent-encodes the message (spaces become %20).
+        .is_some_and(|m| m.replace("%20", " ").contains("message length too large"));
     if out_of_range && too_large {
         res.headers_mut().insert("grpc-status", http::HeaderValue::from_static("8"));
     }
@@ -100,7 +101,7 @@ mod tests {
     fn only_oversized_messages_are_rewritten() {
         let res = oversized_as_resource_exhausted(response(
             "11",
-            "Error, decoded message length too large: found 5242888 bytes, the limit is: 4194304 bytes",
+            "Error,%20decoded%20message%20length%20too%20large:%20found%205242888%20bytes",
         ));
         assert_eq!(res.headers()["grpc-status"], "8");
         let res = oversized_as_resource_exhausted(response("11", "k is out of range"));

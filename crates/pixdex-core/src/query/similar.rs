@@ -41,6 +41,7 @@ pub struct SimilarHit {
 impl Collection {
     /// The images most similar to `vector` that pass the query's filters, best first.
     pub fn search_similar(&self, vector: &UnitVector, query: &SimilarQuery) -> Result<Vec<SimilarHit>> {
+        self.check_query(vector)?;
         if !(1..=MAX_K).contains(&query.k) {
             return Err(Error::InvalidQuery(format!("k must be 1..={MAX_K}, not {}", query.k)));
         }

@@ -1,0 +1,175 @@
+//! The test server and generated image libraries.
+
+use pixdex_indexer::encoder::PixioEncoder;
+use pixdex_server::{ModelLoader, PixdexClient, ServeError, ServerConfig, pb};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Upper bound for anything a test waits for.
+pub const PATIENCE: Duration = Duration::from_secs(120);
+
+pub fn tiny_model() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/pixio/models/a-hub")
+}
+
+pub fn load_tiny_model() -> PixioEncoder {
+    let source = pixio::WeightSource::parse(&tiny_model().display().to_string()).expect("model path");
+    PixioEncoder::load(&source, &pixio::Device::Cpu, pixio::DType::F32).expect("tiny model loads")
+}
+
+pub fn tiny_loader() -> ModelLoader {
+    Box::new(|_| Ok(load_tiny_model()))
+}
+
+/// A distinct picture per seed (stripes of seed-dependent frequency, angle and colour).
+pub fn picture(seed: u32, w: u32, h: u32) -> image::RgbImage {
+    image::RgbImage::from_fn(w, h, |x, y| {
+        let s = seed as f32;
+        let v =
+            |k: f32| (((x as f32 * (0.05 + 0.01 * k) + y as f32 * 0.03 * (s + 1.0)).sin() * 0.5 + 0.5) * 255.0) as u8;
+        image::Rgb([v(s), v(s + 1.0), v(2.0 * s)])
+    })
+}
+
+pub fn png_bytes(img: &image::RgbImage) -> Vec<u8> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).expect("png encodes");
+    out.into_inner()
+}
+
+/// `n` PNGs: `top/p{i}.png` for even i, `top/sub/p{i}.png` for odd i; plus a corrupt `top/bad.jpg`.
+pub fn make_library(root: &Path, n: u32) -> Vec<PathBuf> {
+    std::fs::create_dir_all(root.join("sub")).unwrap();
+    let mut paths = Vec::new();
+    for i in 0..n {
+        let path = if i % 2 == 0 { root.join(format!("p{i}.png")) } else { root.join(format!("sub/p{i}.png")) };
+        picture(i, 80 + i % 7, 72).save(&path).unwrap();
+        paths.push(path.canonicalize().unwrap());
+    }
+    std::fs::write(root.join("bad.jpg"), b"\xff\xd8\xff\xe0 this is not really a JPEG").unwrap();
+    paths
+}
+
+pub struct TestServer {
+    pub url: String,
+    pub client: PixdexClient,
+    pub dir: tempfile::TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<Result<(), ServeError>>>,
+}
+
+impl TestServer {
+    /// A server over a fresh collection in a temp folder, with `library/` as its allowed root.
+    pub async fn start(configure: impl FnOnce(&mut ServerConfig)) -> Self {
+        Self::start_with(configure, tiny_loader(), true).await
+    }
+
+    pub async fn start_with(configure: impl FnOnce(&mut ServerConfig), loader: ModelLoader, wait: bool) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("library")).unwrap();
+        let mut config = ServerConfig::new(dir.path().join("db"));
+        config.allowed_roots = vec![dir.path().join("library")];
+        config.shutdown_grace = Duration::from_secs(20);
+        configure(&mut config);
+        Self::start_in(dir, config, loader, wait).await
+    }
+
+    pub async fn start_in(dir: tempfile::TempDir, config: ServerConfig, loader: ModelLoader, wait: bool) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let handle = tokio::spawn(pixdex_server::serve(config, listener, loader, async {
+            stopped.await.ok();
+        }));
+        let mut client = PixdexClient::connect(&url).await.expect("server reachable");
+        if wait {
+            client.wait_ready(&url, PATIENCE).await.expect("server ready");
+        }
+        Self { url, client, dir, stop: Some(stop), handle: Some(handle) }
+    }
+
+    pub fn library(&self) -> PathBuf {
+        self.dir.path().join("library")
+    }
+
+    /// Signals shutdown and waits (bounded) for `serve` to return.
+    pub async fn stop(&mut self) -> Result<(), ServeError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let handle = self.handle.take().expect("stopped once");
+        tokio::time::timeout(PATIENCE, handle).await.expect("serve returns after shutdown").expect("serve task")
+    }
+
+    /// Waits (bounded) for `serve` to return on its own (e.g. after a fatal error).
+    pub async fn stop_when_done(&mut self) -> Result<(), ServeError> {
+        let handle = self.handle.take().expect("stopped once");
+        tokio::time::timeout(PATIENCE, handle).await.expect("serve returns").expect("serve task")
+    }
+
+    /// Runs an index job over the library and returns every snapshot the watch stream sent.
+    pub async fn index_library(&mut self) -> Vec<pb::IndexJob> {
+        let root = self.library().canonicalize().unwrap().display().to_string();
+        let job = self
+            .client
+            .index
+            .start_index_job(pb::StartIndexJobRequest { roots: vec![root], ..Default::default() })
+            .await
+            .expect("job starts")
+            .into_inner();
+        watch(&mut self.client, &job.job_id).await
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Every snapshot of a job until its final state.
+pub async fn watch(client: &mut PixdexClient, job_id: &str) -> Vec<pb::IndexJob> {
+    let mut stream = client
+        .index
+        .watch_index_job(pb::WatchIndexJobRequest { job_id: job_id.to_string() })
+        .await
+        .expect("watch starts")
+        .into_inner();
+    let mut seen = Vec::new();
+    let collect = async {
+        while let Some(update) = stream.message().await.expect("watch stream") {
+            seen.push(update);
+        }
+    };
+    tokio::time::timeout(PATIENCE, collect).await.expect("job finishes in time");
+    seen
+}
+
+pub fn image_query(bytes: Vec<u8>, k: u32) -> pb::SearchRequest {
+    pb::SearchRequest { query: Some(pb::search_request::Query::Image(bytes)), k, ..Default::default() }
+}
+
+pub fn id_query(id: u64, k: u32) -> pb::SearchRequest {
+    pb::SearchRequest {
+        query: Some(pb::search_request::Query::Stored(pb::ImageRef { r#ref: Some(pb::image_ref::Ref::Id(id)) })),
+        k,
+        ..Default::default()
+    }
+}
+
+pub fn path_ref(path: &str) -> Option<pb::ImageRef> {
+    Some(pb::ImageRef { r#ref: Some(pb::image_ref::Ref::Path(path.to_string())) })
+}
+
+pub fn id_ref(id: u64) -> Option<pb::ImageRef> {
+    Some(pb::ImageRef { r#ref: Some(pb::image_ref::Ref::Id(id)) })
+}
+
+pub fn hit_paths(response: &pb::SearchResponse) -> Vec<String> {
+    response.hits.iter().map(|h| h.image.as_ref().expect("hit has its record").path.clone()).collect()
+}

@@ -1,0 +1,10 @@
+//! End-to-end tests: the real server on an ephemeral loopback port, the tiny fixture model, a
+//! real sled collection, and the generated gRPC clients.
+
+mod common;
+mod errors;
+mod jobs;
+mod load;
+mod loading;
+mod protocol;
+mod search;
