@@ -3,3 +3,4 @@
 mod fixtures;
 mod lifecycle;
 mod recall;
+mod similar;

@@ -45,3 +45,33 @@ async fn parallel_clients_get_right_answers_and_share_forward_passes() {
     eprintln!("{embeddings} query embeddings in {passes} forward passes");
     server.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_cancelled_by_its_client_costs_no_forward_pass() {
+    // A long batching window: the cancelled query sits in the batcher until its caller is gone.
+    let batching = |c: &mut pixdex_server::ServerConfig| {
+        c.batching = pixdex_server::BatchingConfig { max_wait: Duration::from_millis(1500), ..c.batching }
+    };
+    let mut server = TestServer::start(batching).await;
+    let stats =
+        |mut c: PixdexClient| async move { c.collection.get_stats(pb::GetStatsRequest {}).await.unwrap().into_inner() };
+    let before = stats(server.client.clone()).await;
+    let mut client = server.client.clone();
+    let query = image_query(png_bytes(&picture(5, 64, 64)), 1);
+    let gave_up = tokio::time::timeout(Duration::from_millis(300), client.search.search(query)).await;
+    assert!(gave_up.is_err(), "the call should still be waiting for its batch");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let after = stats(server.client.clone()).await;
+    assert_eq!(after.query_embeddings, before.query_embeddings, "the cancelled query was embedded anyway");
+    assert_eq!(after.query_forward_passes, before.query_forward_passes);
+    // The server is fine and answers the next query.
+    let png = png_bytes(&picture(6, 64, 64));
+    server
+        .client
+        .images
+        .upsert_image(pb::UpsertImageRequest { key: "six.png".into(), image: png.clone() })
+        .await
+        .unwrap();
+    assert_eq!(after.query_embeddings + 1, stats(server.client.clone()).await.query_embeddings);
+    server.stop().await.unwrap();
+}

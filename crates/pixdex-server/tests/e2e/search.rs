@@ -89,6 +89,11 @@ async fn index_then_search_upsert_and_delete() {
     assert_eq!(hit_paths(&b.responses[1]), hit_paths(&r));
     assert_eq!(hit_paths(&b.responses[2]), vec![paths[7].display().to_string()]);
 
+    // The default message limit takes a 30 MB upload (here not an image: INVALID_ARGUMENT, not
+    // RESOURCE_EXHAUSTED).
+    let e = c.search.search(image_query(vec![7u8; 30 << 20], 1)).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e}");
+
     // Upsert a new image under a key: searchable at once.
     let new_bytes = png_bytes(&picture(100, 90, 60));
     let up = c
