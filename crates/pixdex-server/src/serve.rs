@@ -81,6 +81,9 @@ pub async fn serve(
         model: OnceLock::new(),
         jobs: IndexJobs::default(),
         shutdown: token.clone(),
+        decode_permits: tokio::sync::Semaphore::new(
+            2 * std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+        ),
     });
 
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -97,6 +100,7 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
     let router = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
         .layer(tower::util::MapResponseLayer::new(oversized_as_resource_exhausted))
         .add_service(health_service)
         .add_service(reflection_v1)

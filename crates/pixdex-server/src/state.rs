@@ -26,6 +26,9 @@ pub(crate) struct AppState {
     pub(crate) model: OnceLock<LoadedModel>,
     pub(crate) jobs: IndexJobs,
     pub(crate) shutdown: CancellationToken,
+    /// Bounds concurrent query decodes: a decoded 100-megapixel photo takes 300 MB, so many
+    /// large uploads at once must queue rather than exhaust memory.
+    pub(crate) decode_permits: tokio::sync::Semaphore,
 }
 
 impl AppState {
@@ -68,6 +71,11 @@ impl AppState {
             return Err(ServiceError::invalid("empty image bytes"));
         }
         let encoder = model.encoder.clone();
+        let _permit = self
+            .decode_permits
+            .acquire()
+            .await
+            .map_err(|_| ServiceError::Unavailable("the server is shutting down".into()))?;
         let (input, size) = tokio::task::spawn_blocking(move || {
             let decoded = decode_bytes(&bytes, DecodeLimits::default())?;
             let size = (decoded.image.width(), decoded.image.height());
