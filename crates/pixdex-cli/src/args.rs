@@ -1,6 +1,10 @@
 //! Command-line arguments (clap).
 
-use clap::{Args, Parser, Subcommand};
+use clap::builder::RangedU64ValueParser;
+use clap::error::ErrorKind;
+use clap::parser::ValueSource;
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use pixdex_server::ServerConfig;
 use std::path::PathBuf;
 
 /// Make image collections searchable by what they look like.
@@ -21,6 +25,48 @@ pub enum Command {
     Search(SearchArgs),
     /// Counts, model and disk use of a collection.
     Stats(StatsArgs),
+    /// Serve a collection over gRPC (search, index jobs, stats) until Ctrl-C or SIGTERM.
+    Serve(ServeArgs),
+}
+
+/// Options that only make sense when a command opens the collection itself (arg ids).
+const OFFLINE_ONLY: [&str; 5] = ["db", "model", "device", "dtype", "batch_size"];
+
+impl Cli {
+    /// Parses the command line (exiting with usage on error). With `--server` (or
+    /// `PIXDEX_SERVER`), an offline-only option given on the command line is a usage error rather
+    /// than silently ignored; one that comes from the environment (`PIXDEX_DB`, `PIXDEX_MODEL`) is
+    /// ignored.
+    pub fn parse_checked() -> Self {
+        Self::try_parse_checked_from(std::env::args_os()).unwrap_or_else(|e| e.exit())
+    }
+
+    fn try_parse_checked_from<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let mut command = Self::command();
+        let matches = command.try_get_matches_from_mut(args)?;
+        let cli = Self::from_arg_matches(&matches).map_err(|e| e.format(&mut command))?;
+        let Some((name, sub)) = matches.subcommand() else { return Ok(cli) };
+        let Ok(Some(_)) = sub.try_get_one::<String>("server") else { return Ok(cli) };
+        let given = sub
+            .ids()
+            .map(|id| id.as_str())
+            .find(|id| OFFLINE_ONLY.contains(id) && sub.value_source(id) == Some(ValueSource::CommandLine));
+        let Some(id) = given else { return Ok(cli) };
+        let from_env = sub.value_source("server") == Some(ValueSource::EnvVariable);
+        let message = format!(
+            "--{} only applies when pixdex opens the collection itself; with --server{} the server's collection \
+             and model are used{}",
+            id.replace('_', "-"),
+            if from_env { " (set by PIXDEX_SERVER)" } else { "" },
+            if from_env { ": unset PIXDEX_SERVER to work offline" } else { "" },
+        );
+        let sub_command = command.find_subcommand_mut(name).expect("the parsed subcommand exists");
+        Err(sub_command.error(ErrorKind::ArgumentConflict, message))
+    }
 }
 
 /// Model selection shared by every command that runs the encoder.
@@ -28,7 +74,7 @@ pub enum Command {
 pub struct ModelArgs {
     /// A Hugging Face repo id (`owner/name[@revision]`, downloaded and cached on first use;
     /// `HF_HUB_OFFLINE=1` uses the cache only) or a local model folder.
-    /// [default: facebook/pixio-vith16; for `search`, the collection's model]
+    /// [default: facebook/pixio-vith16; for `search` and `serve`, the collection's model]
     #[arg(long, env = "PIXDEX_MODEL")]
     pub model: Option<String>,
     /// `cpu`, `cuda` or `cuda:N` (CUDA needs a build with `--features cuda`).
@@ -100,6 +146,23 @@ impl DbArgs {
     }
 }
 
+/// Going through a running `pixdex serve` instead of opening the collection.
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// Go through the `pixdex serve` at this URL (e.g. `http://127.0.0.1:50051`) instead of opening
+    /// the collection: the way to use a collection that a server holds. Index roots are then
+    /// folders on the server's machine (inside its `--allow-root` folders).
+    #[arg(long, env = "PIXDEX_SERVER", value_name = "URL")]
+    pub server: Option<String>,
+}
+
+impl ServerArgs {
+    /// The server URL, with `http://` added when no scheme is given.
+    pub fn url(&self) -> Option<String> {
+        self.server.as_deref().map(|s| if s.contains("://") { s.to_string() } else { format!("http://{s}") })
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct IndexArgs {
     /// Folders to index (several allowed).
@@ -109,6 +172,8 @@ pub struct IndexArgs {
     pub db: DbArgs,
     #[command(flatten)]
     pub model: ModelArgs,
+    #[command(flatten)]
+    pub server: ServerArgs,
     /// Images per forward pass (and per write).
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub batch_size: u16,
@@ -140,6 +205,8 @@ pub struct SearchArgs {
     pub db: DbArgs,
     #[command(flatten)]
     pub model: ModelArgs,
+    #[command(flatten)]
+    pub server: ServerArgs,
     /// Number of results.
     #[arg(short, default_value_t = 10)]
     pub k: usize,
@@ -152,7 +219,123 @@ pub struct SearchArgs {
 pub struct StatsArgs {
     #[command(flatten)]
     pub db: DbArgs,
+    #[command(flatten)]
+    pub server: ServerArgs,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// The server defaults, shown by `pixdex serve --help`.
+fn server_defaults() -> ServerConfig {
+    ServerConfig::new(PathBuf::new())
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Address to listen on; `127.0.0.1:0` picks a free port (the address is printed once bound).
+    #[arg(long, default_value = "127.0.0.1:50051", value_name = "ADDR")]
+    pub listen: String,
+    /// A folder that index jobs may crawl (repeatable). Without one, the server runs no index jobs.
+    #[arg(long = "allow-root", value_name = "DIR")]
+    pub allow_roots: Vec<PathBuf>,
+    /// Let index jobs follow symbolic links (which can lead outside the allowed folders).
+    #[arg(long)]
+    pub allow_follow_symlinks: bool,
+    /// Largest request or response message, in MiB.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = server_defaults().max_message_bytes >> 20,
+        value_parser = RangedU64ValueParser::<usize>::new().range(1..=2047)
+    )]
+    pub max_message_mb: usize,
+    /// Most query images per forward pass (concurrent queries share passes).
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = server_defaults().batching.max_batch,
+        value_parser = RangedU64ValueParser::<usize>::new().range(1..=1024)
+    )]
+    pub batch_max: usize,
+    /// How long a query waits for others to share its forward pass, in milliseconds.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = server_defaults().batching.max_wait.as_millis() as u64,
+        value_parser = clap::value_parser!(u64).range(0..=10_000)
+    )]
+    pub batch_wait_ms: u64,
+    /// Images per forward pass in index jobs.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = server_defaults().index_batch_size,
+        value_parser = RangedU64ValueParser::<usize>::new().range(1..=1024)
+    )]
+    pub index_batch_size: usize,
+    /// How long shutdown waits for running index jobs (which store their batch in flight) and open
+    /// streams, in seconds.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = server_defaults().shutdown_grace.as_secs(),
+        value_parser = clap::value_parser!(u64).range(0..=3600)
+    )]
+    pub shutdown_grace_s: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_checked_from(std::iter::once("pixdex").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn offline_only_options_conflict_with_server() {
+        for (command, option) in [
+            (&["search", "x.png"][..], &["--db", "d"][..]),
+            (&["search", "x.png"], &["--model", "m"]),
+            (&["search", "x.png"], &["--device", "cpu"]),
+            (&["index", "lib"], &["--batch-size", "4"]),
+            (&["index", "lib"], &["--dtype", "f16"]),
+            (&["stats"], &["--db", "d"]),
+        ] {
+            let args: Vec<&str> = command.iter().chain(option).copied().collect();
+            if std::env::var_os("PIXDEX_SERVER").is_none() {
+                assert!(parse(&args).is_ok(), "{args:?} alone");
+            }
+            let with_server: Vec<&str> = args.iter().copied().chain(["--server", "http://h:1"]).collect();
+            let err = parse(&with_server).expect_err("conflict");
+            assert_eq!(err.kind(), ErrorKind::ArgumentConflict);
+            assert!(err.to_string().contains(option[0]), "{err}");
+        }
+        // What a server does take.
+        assert!(parse(&["index", "lib", "--server", "h:1", "--prune", "--include", "*.jpg", "-q"]).is_ok());
+        assert!(parse(&["search", "x.png", "--server", "h:1", "-k", "3", "--json"]).is_ok());
+    }
+
+    #[test]
+    fn server_url_gets_a_scheme_when_it_has_none() {
+        let url = |s: &str| ServerArgs { server: Some(s.into()) }.url();
+        assert_eq!(url("127.0.0.1:50051").as_deref(), Some("http://127.0.0.1:50051"));
+        assert_eq!(url("https://pixdex.example:443").as_deref(), Some("https://pixdex.example:443"));
+        assert_eq!(ServerArgs { server: None }.url(), None);
+    }
+
+    #[test]
+    fn serve_defaults_come_from_the_server_config() {
+        let Command::Serve(args) = parse(&["serve"]).unwrap().command else { panic!("serve") };
+        let defaults = server_defaults();
+        assert_eq!(args.max_message_mb << 20, defaults.max_message_bytes);
+        assert_eq!(args.batch_max, defaults.batching.max_batch);
+        assert_eq!(args.index_batch_size, defaults.index_batch_size);
+        assert_eq!(args.listen, "127.0.0.1:50051");
+    }
 }

@@ -2,8 +2,9 @@
 
 mod args;
 mod cmd;
+mod remote;
 
-use clap::Parser;
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 // candle allocates a fresh buffer for every op; mimalloc reuses them instead of faulting in new
@@ -12,16 +13,26 @@ use std::process::ExitCode;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let args = args::Cli::parse();
+    let args = args::Cli::parse_checked();
+    // A server reports what it does (listening, model loaded, jobs); the other commands only warn.
+    let default_filter = match args.command {
+        args::Command::Serve(_) => "warn,pixdex=info,pixdex_server=info",
+        _ => "warn",
+    };
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("PIXDEX_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PIXDEX_LOG").unwrap_or_else(|_| default_filter.into()),
+        )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
+    let serving = matches!(args.command, args::Command::Serve(_));
     let result = match args.command {
         args::Command::Embed(a) => cmd::embed::run(a),
         args::Command::Index(a) => cmd::index::run(a),
         args::Command::Search(a) => cmd::search::run(a),
         args::Command::Stats(a) => cmd::stats::run(a),
+        args::Command::Serve(a) => cmd::serve::run(a),
     };
     match result {
         Ok(code) => code,
@@ -34,7 +45,37 @@ fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             eprintln!("error: {err:#}");
+            if is_locked(&err) {
+                if serving {
+                    eprintln!(
+                        "hint: another `pixdex serve` (or `pixdex index`) has it open: stop it, or serve another --db"
+                    );
+                } else {
+                    eprintln!(
+                        "hint: probably `pixdex serve` holds it: pass --server URL to go through that server \
+                         (e.g. --server http://127.0.0.1:50051, its --listen address; or set PIXDEX_SERVER)"
+                    );
+                }
+            }
             ExitCode::from(2)
         }
     }
+}
+
+/// Whether the collection is locked by another process, wherever in the chain that was said. The
+/// library errors that wrap `pixdex_core::Error` transparently do not show it as a source, so each
+/// wrapper is looked into.
+fn is_locked(err: &anyhow::Error) -> bool {
+    use pixdex_core::Error::Locked;
+    err.chain().any(|e| {
+        matches!(e.downcast_ref::<pixdex_core::Error>(), Some(Locked { .. }))
+            || matches!(
+                e.downcast_ref::<pixdex_indexer::Error>(),
+                Some(pixdex_indexer::Error::Collection(Locked { .. }))
+            )
+            || matches!(
+                e.downcast_ref::<pixdex_server::ServeError>(),
+                Some(pixdex_server::ServeError::Collection(Locked { .. }))
+            )
+    })
 }

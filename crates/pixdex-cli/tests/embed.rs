@@ -1,21 +1,10 @@
 //! `pixdex embed` run as a user runs it: the real binary, fresh temp dirs, fixture models.
 
+mod common;
+
 use candle_core::{Device, Tensor};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/pixio")
-}
-
-fn pixdex(args: &[&str], envs: &[(&str, &Path)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pixdex"));
-    cmd.args(args).env_remove("PIXDEX_MODEL").env("HF_HUB_OFFLINE", "1");
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("pixdex runs")
-}
+use common::{fixtures, pixdex, pixdex_with_env, shared_dir};
+use std::process::Output;
 
 fn json(out: &Output) -> serde_json::Value {
     assert!(out.status.success(), "pixdex failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -43,7 +32,7 @@ fn json_embeddings_and_patches_match_transformers() {
     let images = ["tiny.png", "rgba.png", "wide.png"].map(|f| fixtures().join("images").join(f));
     let mut args = vec!["embed", "--json", "--patches", "--model", model.to_str().unwrap()];
     args.extend(images.iter().map(|p| p.to_str().unwrap()));
-    let v = json(&pixdex(&args, &[]));
+    let v = json(&pixdex(&args));
     let reference = candle_core::safetensors::load(fixtures().join("reference/a.safetensors"), &Device::Cpu).unwrap();
     let embeddings = v["embeddings"].as_array().unwrap();
     assert_eq!(embeddings.len(), 3);
@@ -68,10 +57,14 @@ fn a_bad_image_is_an_error_line_not_a_crash() {
     std::fs::write(&broken, b"\xFF\xD8\xFF\xE0 truncated").unwrap();
     let good = fixtures().join("images/gray.png");
     let model = fixtures().join("models/b-hub");
-    let out = pixdex(
-        &["embed", "--json", "--model", model.to_str().unwrap(), broken.to_str().unwrap(), good.to_str().unwrap()],
-        &[],
-    );
+    let out = pixdex(&[
+        "embed",
+        "--json",
+        "--model",
+        model.to_str().unwrap(),
+        broken.to_str().unwrap(),
+        good.to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("broken.jpg"), "{stderr}");
@@ -82,7 +75,7 @@ fn a_bad_image_is_an_error_line_not_a_crash() {
 
 #[test]
 fn missing_model_is_a_clear_error() {
-    let out = pixdex(&["embed", "--model", "/no/such/model", "x.png"], &[]);
+    let out = pixdex(&["embed", "--model", "/no/such/model", "x.png"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/no/such/model"));
 }
@@ -103,21 +96,22 @@ fn hub_repo_id_from_the_offline_cache() {
     }
     let image = fixtures().join("images/tiny.png");
     // No --model: the default repo id, resolved in the cache.
-    let v = json(&pixdex(&["embed", "--json", image.to_str().unwrap()], &[("HF_HUB_CACHE", cache.path())]));
+    let v = json(&pixdex_with_env(&["embed", "--json", image.to_str().unwrap()], &[("HF_HUB_CACHE", cache.path())]));
     let reference = candle_core::safetensors::load(fixtures().join("reference/a.safetensors"), &Device::Cpu).unwrap();
     let want = unit(&reference["tiny_png.pooler_output"]);
     assert!(max_diff(&floats(&v["embeddings"][0]["global"]), &want) < 1e-4);
     // An uncached repo fails offline with a message that says so.
-    let out = pixdex(&["embed", "--model", "org/absent", image.to_str().unwrap()], &[("HF_HUB_CACHE", cache.path())]);
+    let out = pixdex_with_env(
+        &["embed", "--model", "org/absent", image.to_str().unwrap()],
+        &[("HF_HUB_CACHE", cache.path())],
+    );
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("offline"));
 }
 
 #[test]
 fn real_weights_model_from_a_newcomers_shell() {
-    let shared = std::env::var_os("PIXDEX_SHARED_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
+    let shared = shared_dir();
     let dir = shared.join("data/models/pixio-s14-real");
     if !dir.join("model.safetensors").is_file() {
         assert!(
@@ -129,7 +123,7 @@ fn real_weights_model_from_a_newcomers_shell() {
         return;
     }
     let image = shared.join("data/photos/skimage/chelsea.png");
-    let v = json(&pixdex(&["embed", "--json", "--model", dir.to_str().unwrap(), image.to_str().unwrap()], &[]));
+    let v = json(&pixdex(&["embed", "--json", "--model", dir.to_str().unwrap(), image.to_str().unwrap()]));
     let reference = candle_core::safetensors::load(dir.join("reference.safetensors"), &Device::Cpu).unwrap();
     let want = unit(&reference["chelsea.pil.pooler_output"]);
     let got = floats(&v["embeddings"][0]["global"]);

@@ -1,37 +1,12 @@
 //! `pixdex index`, `search` and `stats` end to end on generated libraries: real files, real
 //! sled, the tiny fixture model (and the real-weights model where present).
 
+mod common;
+
+use common::{fixtures, ok, picture, pixdex, pixdex_command, shared_dir, tiny_model};
 use pixdex_core::{Collection, ImageStatus};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/pixio")
-}
-
-fn tiny_model() -> PathBuf {
-    fixtures().join("models/a-hub")
-}
-
-fn pixdex(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pixdex"))
-        .args(args)
-        .env_remove("PIXDEX_MODEL")
-        .env_remove("PIXDEX_DB")
-        .env("HF_HUB_OFFLINE", "1")
-        .output()
-        .expect("pixdex runs")
-}
-
-fn ok(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "pixdex failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use std::process::Output;
 
 /// `pixdex index ROOT --db DB` with the tiny model.
 fn run_index(root: &Path, db: &Path, extra: &[&str]) -> Output {
@@ -44,16 +19,6 @@ fn run_index(root: &Path, db: &Path, extra: &[&str]) -> Output {
 
 fn index(root: &Path, db: &Path, extra: &[&str]) -> String {
     ok(run_index(root, db, extra))
-}
-
-/// A smooth picture with a seed-dependent pattern (distinct images get distinct embeddings).
-fn picture(seed: u32, w: u32, h: u32) -> image::RgbImage {
-    image::RgbImage::from_fn(w, h, |x, y| {
-        let s = seed as f32;
-        let v =
-            |k: f32| (((x as f32 * (0.05 + 0.01 * k) + y as f32 * 0.03 * (s + 1.0)).sin() * 0.5 + 0.5) * 255.0) as u8;
-        image::Rgb([v(s), v(s + 1.0), v(2.0 * s)])
-    })
 }
 
 /// Nested folders, several formats, a duplicate, corrupt, truncated and empty files, an
@@ -216,10 +181,9 @@ fn start_long_index(tmp: &Path, n: u32) -> (PathBuf, PathBuf, std::process::Chil
         picture(i, 96, 72).save(root.join(format!("{i:04}.png"))).unwrap();
     }
     let model = tiny_model();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pixdex"))
+    let mut child = pixdex_command()
         .args(["index", root.to_str().unwrap(), "--db", db.to_str().unwrap(), "--model", model.to_str().unwrap(), "-q"])
         .args(["--batch-size", "4"])
-        .env("HF_HUB_OFFLINE", "1")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -262,9 +226,7 @@ fn kill_9_mid_job_leaves_a_collection_that_opens_and_resumes() {
 /// The real ViT-S/14 finds the original of an edited copy (resized, re-encoded, brightened) at rank 1.
 #[test]
 fn real_weights_search_finds_the_original_of_an_edited_copy() {
-    let shared = std::env::var_os("PIXDEX_SHARED_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
+    let shared = shared_dir();
     let model = shared.join("data/models/pixio-s14-real");
     if !model.join("model.safetensors").is_file() {
         assert!(std::env::var("PIXDEX_REQUIRE_SHARED_DATA").is_err(), "shared data required but missing");
@@ -315,7 +277,8 @@ fn ctrl_c_stops_cleanly_after_the_current_batch() {
     let tmp = tempfile::tempdir().unwrap();
     let n = 300;
     let (root, db, child) = start_long_index(tmp.path(), n);
-    let interrupted = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success();
+    let interrupted =
+        std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success();
     let out = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     if interrupted && out.status.code() == Some(130) {

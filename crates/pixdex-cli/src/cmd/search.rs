@@ -1,13 +1,16 @@
-//! `pixdex search`: the images of a collection most similar to a query image.
+//! `pixdex search`: the images of a collection most similar to a query image, offline or
+//! through a running server (same output either way).
 
 use anyhow::Context;
 use pixdex_core::Collection;
 use pixdex_indexer::decode::{DecodeLimits, decode_path};
 use pixdex_indexer::encoder::PixioEncoder;
+use pixdex_server::pb;
 use serde::Serialize;
 use std::process::ExitCode;
 
 use crate::args::SearchArgs;
+use crate::remote;
 
 #[derive(Serialize)]
 struct Result_ {
@@ -22,6 +25,21 @@ struct Output {
 }
 
 pub fn run(args: SearchArgs) -> anyhow::Result<ExitCode> {
+    let results = match args.server.url() {
+        Some(url) => remote::runtime()?.block_on(search_served(&args, &url))?,
+        None => search_offline(&args)?,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string(&Output { results })?);
+    } else {
+        for r in &results {
+            println!("{:.4}\t{}\t{}", r.score, r.id, r.path);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn search_offline(args: &SearchArgs) -> anyhow::Result<Vec<Result_>> {
     let db = args.db.dir()?;
     let collection = Collection::open(&db).with_context(|| format!("opening collection {}", db.display()))?;
     let (device, dtype) = args.model.device()?;
@@ -42,12 +60,33 @@ pub fn run(args: SearchArgs) -> anyhow::Result<ExitCode> {
         let path = collection.get(h.id)?.map(|r| r.path.to_string_lossy().into_owned()).unwrap_or_default();
         results.push(Result_ { id: h.id.0, path, score: h.score });
     }
-    if args.json {
-        println!("{}", serde_json::to_string(&Output { results })?);
-    } else {
-        for r in &results {
-            println!("{:.4}\t{}\t{}", r.score, r.id, r.path);
-        }
-    }
-    Ok(ExitCode::SUCCESS)
+    Ok(results)
+}
+
+/// Sends the file's bytes; the server decodes and embeds them with the collection's model.
+async fn search_served(args: &SearchArgs, url: &str) -> anyhow::Result<Vec<Result_>> {
+    let k = u32::try_from(args.k).ok().filter(|&k| k > 0).context("-k must be at least 1 (and fit in 32 bits)")?;
+    let bytes = std::fs::read(&args.image).with_context(|| format!("reading {}", args.image.display()))?;
+    let mut client = remote::connect_ready(url).await?;
+    let request = pb::SearchRequest {
+        query: Some(pb::search_request::Query::Image(bytes)),
+        k,
+        min_score: None,
+        path_prefix: String::new(),
+        exclude_self: false,
+    };
+    let response = client
+        .search
+        .search(request)
+        .await
+        .map_err(|s| remote::call_failed(&format!("searching with {}", args.image.display()), s))?
+        .into_inner();
+    Ok(response
+        .hits
+        .into_iter()
+        .map(|hit| {
+            let image = hit.image.unwrap_or_default();
+            Result_ { id: image.id, path: image.path, score: hit.score }
+        })
+        .collect())
 }

@@ -1,12 +1,31 @@
-//! `pixdex stats`: what a collection holds.
+//! `pixdex stats`: what a collection holds, read offline or from a running server.
 
 use anyhow::Context;
 use pixdex_core::{Collection, ImageStatus};
+use pixdex_server::pb;
 use std::process::ExitCode;
 
 use crate::args::StatsArgs;
+use crate::remote;
 
 pub fn run(args: StatsArgs) -> anyhow::Result<ExitCode> {
+    let stats = match args.server.url() {
+        Some(url) => remote::runtime()?.block_on(served_stats(&url))?,
+        None => offline_stats(&args)?,
+    };
+    if args.json {
+        println!("{stats}");
+    } else {
+        let stats = stats.as_object().context("stats object")?;
+        let width = stats.keys().map(|k| k.len()).max().unwrap_or(0);
+        for (k, v) in stats {
+            println!("{k:>width$}: {v}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn offline_stats(args: &StatsArgs) -> anyhow::Result<serde_json::Value> {
     let db = args.db.dir()?;
     let c = Collection::open(&db).with_context(|| format!("opening collection {}", db.display()))?;
     let mut failed = 0usize;
@@ -16,7 +35,7 @@ pub fn run(args: StatsArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let cfg = c.config();
-    let stats = serde_json::json!({
+    Ok(serde_json::json!({
         "collection": db,
         "images": c.len(),
         "embedded": c.vector_count(),
@@ -28,13 +47,55 @@ pub fn run(args: StatsArgs) -> anyhow::Result<ExitCode> {
         "patch_pool": cfg.patch_codec.pool,
         "generation": c.generation()?,
         "disk_bytes": c.disk_bytes(),
-    });
-    if args.json {
-        println!("{stats}");
-    } else {
-        for (k, v) in stats.as_object().context("stats object")? {
-            println!("{k:>18}: {v}");
-        }
-    }
-    Ok(ExitCode::SUCCESS)
+    }))
+}
+
+/// The offline keys where the server reports the same thing, then what only a server knows.
+async fn served_stats(url: &str) -> anyhow::Result<serde_json::Value> {
+    let mut client = remote::connect(url).await?;
+    let stats = client
+        .collection
+        .get_stats(pb::GetStatsRequest {})
+        .await
+        .map_err(|s| remote::call_failed("getting the stats", s))?
+        .into_inner();
+    let pb::Stats {
+        images,
+        vectors,
+        failed,
+        model,
+        model_fingerprint,
+        embedding,
+        dim,
+        patch_codec,
+        search_index,
+        exact_scan_below,
+        hnsw_tombstones,
+        generation,
+        disk_bytes,
+        model_loaded,
+        query_embeddings,
+        query_forward_passes,
+        running_job_id,
+    } = stats;
+    Ok(serde_json::json!({
+        "server": url,
+        "images": images,
+        "embedded": vectors,
+        "failed": failed,
+        "model": model,
+        "model_fingerprint": model_fingerprint,
+        "embedding": embedding,
+        "dim": dim,
+        "patch_codec": patch_codec,
+        "generation": generation,
+        "disk_bytes": disk_bytes,
+        "search_index": search_index,
+        "exact_scan_below": exact_scan_below,
+        "hnsw_tombstones": hnsw_tombstones,
+        "model_loaded": model_loaded,
+        "query_embeddings": query_embeddings,
+        "query_forward_passes": query_forward_passes,
+        "running_job": Some(running_job_id).filter(|id| !id.is_empty()),
+    }))
 }

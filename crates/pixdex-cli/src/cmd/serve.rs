@@ -1,0 +1,113 @@
+//! `pixdex serve`: own a collection and answer gRPC (search, index jobs, stats, health,
+//! reflection) until Ctrl-C or SIGTERM, then shut down within the grace period.
+
+use anyhow::Context;
+use pixdex_indexer::encoder::PixioEncoder;
+use pixdex_server::{BatchingConfig, ModelLoader, ServerConfig};
+use std::process::ExitCode;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+use crate::args::ServeArgs;
+
+/// The `--…` flags as the server's config (validated by clap's ranges).
+fn server_config(args: &ServeArgs) -> anyhow::Result<ServerConfig> {
+    let mut config = ServerConfig::new(args.db.dir()?);
+    config.allowed_roots = args.allow_roots.clone();
+    config.allow_follow_symlinks = args.allow_follow_symlinks;
+    config.max_message_bytes = args.max_message_mb << 20;
+    config.batching = BatchingConfig {
+        max_batch: args.batch_max,
+        max_wait: Duration::from_millis(args.batch_wait_ms),
+        ..config.batching
+    };
+    config.index_batch_size = args.index_batch_size;
+    config.shutdown_grace = Duration::from_secs(args.shutdown_grace_s);
+    Ok(config)
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let config = server_config(&args)?;
+    // Open the device now: a typo or a missing GPU fails before the server listens.
+    let (device, dtype) = args.model.device()?;
+    let model = args.model;
+    let loader: ModelLoader = Box::new(move |existing| {
+        // Like offline `search`: the collection's model unless told otherwise.
+        let fallback = existing.map_or(pixio::DEFAULT_MODEL, |c| c.model.as_str());
+        let source = model.source(fallback).map_err(|e| format!("{e:#}"))?;
+        tracing::info!(model = %source, "loading the model");
+        PixioEncoder::load(&source, &device, dtype).map_err(|e| format!("loading {source}: {e}"))
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    runtime.block_on(async {
+        let listener =
+            TcpListener::bind(&args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
+        let addr = listener.local_addr().context("reading the bound address")?;
+        let shutdown = shutdown_signal()?;
+        eprintln!("listening on http://{addr}");
+        let db = config.db.clone();
+        pixdex_server::serve(config, listener, loader, shutdown)
+            .await
+            .with_context(|| format!("serving collection {}", db.display()))
+    })?;
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Completes at the first Ctrl-C or SIGTERM; a second one during the grace period exits at once.
+/// The handlers are installed before this returns, so no signal is lost while the server starts.
+fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()> + Send + 'static> {
+    let mut signals = Signals::listen()?;
+    Ok(async move {
+        let name = signals.next().await;
+        tracing::info!(signal = name, "shutting down (again to stop at once)");
+        tokio::spawn(async move {
+            let name = signals.next().await;
+            eprintln!("{name} again: stopping now");
+            std::process::exit(130);
+        });
+    })
+}
+
+/// Ctrl-C and, on unix, SIGTERM (what service managers and `docker stop` send).
+struct Signals {
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+    #[cfg(windows)]
+    interrupt: tokio::signal::windows::CtrlC,
+}
+
+impl Signals {
+    fn listen() -> anyhow::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Self {
+                interrupt: signal(SignalKind::interrupt()).context("listening for Ctrl-C")?,
+                terminate: signal(SignalKind::terminate()).context("listening for SIGTERM")?,
+            })
+        }
+        #[cfg(windows)]
+        {
+            Ok(Self { interrupt: tokio::signal::windows::ctrl_c().context("listening for Ctrl-C")? })
+        }
+    }
+
+    /// The next signal's name. If the signal driver is gone, never.
+    async fn next(&mut self) -> &'static str {
+        #[cfg(unix)]
+        let name = tokio::select! {
+            Some(()) = self.interrupt.recv() => "Ctrl-C",
+            Some(()) = self.terminate.recv() => "SIGTERM",
+            else => std::future::pending().await,
+        };
+        #[cfg(windows)]
+        let name = match self.interrupt.recv().await {
+            Some(()) => "Ctrl-C",
+            None => std::future::pending().await,
+        };
+        name
+    }
+}

@@ -1,0 +1,86 @@
+//! Talking to a running `pixdex serve` (`--server URL`): the runtime, the connection, and gRPC
+//! statuses turned into messages a person can act on.
+
+use anyhow::Context;
+use pixdex_server::{ClientError, PixdexClient};
+use std::time::Duration;
+use tonic::Code;
+
+/// How long a command waits for a server that is still loading its model.
+const READY_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// A single-threaded runtime: a client command makes one call at a time.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the async runtime")
+}
+
+/// Connects to the server at `url`.
+pub async fn connect(url: &str) -> anyhow::Result<PixdexClient> {
+    PixdexClient::connect(url).await.map_err(|e| match e {
+        ClientError::Connect { url, source } => {
+            anyhow::Error::new(source).context(format!("cannot connect to {url} (is `pixdex serve` running there?)"))
+        }
+        other => other.into(),
+    })
+}
+
+/// Connects and, if the server is still loading its model, waits (bounded) until it serves.
+pub async fn connect_ready(url: &str) -> anyhow::Result<PixdexClient> {
+    let mut client = connect(url).await?;
+    if client.wait_ready(url, Duration::ZERO).await.is_err() {
+        eprintln!("waiting for the server at {url} to load its model…");
+        client.wait_ready(url, READY_TIMEOUT).await?;
+    }
+    Ok(client)
+}
+
+/// A failed call as an error that names what was being done and says what the server said (not
+/// tonic's `Debug`-heavy `Display`, which includes the metadata map).
+pub fn call_failed(what: &str, status: tonic::Status) -> anyhow::Error {
+    let reason = match status.code() {
+        Code::InvalidArgument => "invalid argument",
+        Code::NotFound => "not found",
+        Code::PermissionDenied => "permission denied",
+        Code::FailedPrecondition => "failed precondition",
+        Code::ResourceExhausted => "too large",
+        Code::Unavailable => "unavailable",
+        Code::DeadlineExceeded => "deadline exceeded",
+        Code::Cancelled => "cancelled",
+        Code::Unimplemented => "not implemented by this server",
+        _ => "server error",
+    };
+    let message = status.message();
+    if message.is_empty() {
+        anyhow::anyhow!("{what}: {reason}")
+    } else {
+        anyhow::anyhow!("{what}: {message} ({reason})")
+    }
+}
+
+/// Ctrl-C, caught from the moment this is created (`tokio::signal::ctrl_c` would only install its
+/// handler when first polled, and a Ctrl-C before that would kill the process).
+pub struct Interrupts {
+    #[cfg(unix)]
+    signal: tokio::signal::unix::Signal,
+    #[cfg(windows)]
+    signal: tokio::signal::windows::CtrlC,
+}
+
+impl Interrupts {
+    /// Installs the handler (needs a runtime).
+    pub fn listen() -> anyhow::Result<Self> {
+        #[cfg(unix)]
+        let signal = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt());
+        #[cfg(windows)]
+        let signal = tokio::signal::windows::ctrl_c();
+        Ok(Self { signal: signal.context("listening for Ctrl-C")? })
+    }
+
+    /// The next Ctrl-C.
+    pub async fn next(&mut self) {
+        if self.signal.recv().await.is_none() {
+            // The signal driver is gone (the runtime is shutting down): never fire.
+            std::future::pending::<()>().await;
+        }
+    }
+}

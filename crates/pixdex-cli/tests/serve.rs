@@ -1,0 +1,283 @@
+//! `pixdex serve` and the `--server` mode of `index`, `search` and `stats`, run as a user runs
+//! them: the real binary as a server process on a free port, the tiny fixture model, a generated
+//! library. Every wait is bounded, and the server is killed if a test fails.
+#![cfg(unix)]
+
+mod common;
+
+use common::{ChildGuard, arg, output_within, picture, pixdex_command, send_signal, tiny_model, wait_within};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Generous for a debug build on a busy two-core machine; a hang still fails the test.
+const COMMAND_LIMIT: Duration = Duration::from_secs(120);
+
+/// A running `pixdex serve`; killed on drop unless it was stopped.
+struct Server {
+    child: ChildGuard,
+    url: String,
+    /// Its stderr so far (logs), for failure messages.
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Server {
+    /// Starts `pixdex serve` on a free port and waits for its `listening on` line.
+    fn start(db: &Path, allow_root: &Path, extra: &[&str]) -> Self {
+        let model = tiny_model();
+        let mut child = ChildGuard(
+            pixdex_command()
+                .args(["serve", "--db", arg(db), "--model", arg(&model), "--listen", "127.0.0.1:0"])
+                .args(["--allow-root", arg(allow_root)])
+                .args(extra)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("pixdex serve starts"),
+        );
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.0.stderr.take().expect("piped stderr");
+        let lines = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                lines.lock().unwrap().push(line);
+            }
+        });
+        let deadline = Instant::now() + COMMAND_LIMIT;
+        let url = loop {
+            let found = log.lock().unwrap().iter().find_map(|l| l.strip_prefix("listening on ").map(str::to_string));
+            if let Some(url) = found {
+                break url;
+            }
+            if let Some(status) = child.0.try_wait().unwrap() {
+                panic!("pixdex serve exited ({status}) before listening:\n{}", log.lock().unwrap().join("\n"));
+            }
+            assert!(Instant::now() < deadline, "pixdex serve did not listen within {COMMAND_LIMIT:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(url.starts_with("http://127.0.0.1:") && !url.ends_with(":0"), "{url}");
+        Self { child, url, log }
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// SIGTERM, then the exit status (bounded).
+    fn terminate(mut self) -> std::process::ExitStatus {
+        send_signal(&self.child.0, "TERM");
+        let status = wait_within(&mut self.child, Duration::from_secs(30));
+        assert!(status.success(), "pixdex serve exited with {status} after SIGTERM:\n{}", self.log());
+        status
+    }
+}
+
+/// Runs `pixdex ARGS` (bounded) in `dir`.
+fn run_in(dir: &Path, args: &[&str]) -> Output {
+    output_within(pixdex_command().current_dir(dir).args(args), COMMAND_LIMIT)
+}
+
+fn stdout_of(out: &Output, server: &Server) -> String {
+    assert!(
+        out.status.success(),
+        "pixdex failed ({}):\n{}\n{}\n--- server log ---\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        server.log()
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn json(s: &str) -> serde_json::Value {
+    serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
+}
+
+/// `n` distinct pictures in `dir`.
+fn make_library(dir: &Path, n: u32, (w, h): (u32, u32)) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    for i in 0..n {
+        picture(i, w, h).save(dir.join(format!("{i:04}.png"))).unwrap();
+    }
+    std::fs::canonicalize(dir).unwrap()
+}
+
+#[test]
+fn serve_index_search_stats_then_sigterm_releases_the_collection() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lib = make_library(&tmp.path().join("lib"), 6, (64, 48));
+    let db = tmp.path().join("db");
+    let server = Server::start(&db, &lib, &[]);
+    let url = server.url.clone();
+
+    // A relative root: the client makes it absolute before the server sees it.
+    let out = run_in(tmp.path(), &["index", "--server", &url, "lib"]);
+    let summary = stdout_of(&out, &server);
+    assert!(summary.contains("6 images: 6 embedded"), "{summary}");
+    assert!(summary.contains("(6 images)"), "{summary}");
+    // Unchanged on the second run.
+    let again = stdout_of(&run_in(tmp.path(), &["index", "--server", &url, "lib", "-q"]), &server);
+    assert!(again.contains("0 embedded") && again.contains("6 unchanged"), "{again}");
+
+    let query = lib.join("0003.png");
+    let out = run_in(tmp.path(), &["search", "--server", &url, arg(&query), "--json", "-k", "3"]);
+    let results = json(&stdout_of(&out, &server));
+    let results = results["results"].as_array().expect("results");
+    assert_eq!(results.len(), 3);
+    assert_eq!(results[0]["path"], arg(&query), "{results:?}");
+    let score = results[0]["score"].as_f64().unwrap();
+    assert!((score - 1.0).abs() < 1e-4, "self-similarity {score}");
+    assert!(results[1]["score"].as_f64().unwrap() < score);
+    // Text output: score, id, path.
+    let text = stdout_of(&run_in(tmp.path(), &["search", "--server", &url, arg(&query), "-k", "1"]), &server);
+    assert!(text.starts_with("1.0000\t") && text.trim_end().ends_with(arg(&query)), "{text}");
+
+    let stats = json(&stdout_of(&run_in(tmp.path(), &["stats", "--server", &url, "--json"]), &server));
+    assert_eq!(stats["images"], 6, "{stats}");
+    assert_eq!(stats["embedded"], 6, "{stats}");
+    assert_eq!(stats["model_loaded"], true, "{stats}");
+
+    // The server holds the collection: offline commands say how to go through it.
+    for offline in
+        [vec!["stats", "--db", arg(&db)], vec!["index", "lib", "--db", arg(&db), "--model", arg(&tiny_model()), "-q"]]
+    {
+        let out = run_in(tmp.path(), &offline);
+        assert_eq!(out.status.code(), Some(2), "{offline:?}: {}", stderr(&out));
+        let message = stderr(&out);
+        assert!(message.contains("another pixdex process"), "{message}");
+        assert!(message.contains("pixdex serve") && message.contains("--server"), "{message}");
+    }
+    // Offline-only options with --server are a usage error, not silently ignored.
+    let out = run_in(tmp.path(), &["search", "--server", &url, "--model", arg(&tiny_model()), arg(&query)]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--model"), "{}", stderr(&out));
+    // A root outside the server's allowed folders is refused.
+    let outside = make_library(&tmp.path().join("elsewhere"), 1, (32, 32));
+    let out = run_in(tmp.path(), &["index", "--server", &url, arg(&outside)]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("permission denied"), "{}", stderr(&out));
+
+    // SIGTERM: a clean exit that releases the collection.
+    server.terminate();
+    let out = output_within(pixdex_command().args(["stats", "--db", arg(&db), "--json"]), COMMAND_LIMIT);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let stats = json(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(stats["images"], 6, "{stats}");
+    assert_eq!(stats["embedded"], 6, "{stats}");
+}
+
+/// Starts `pixdex index --server` over `dir/lib` and returns as soon as the server logs the
+/// start of its `nth` job (the client listens for Ctrl-C before it asks for the job).
+fn start_remote_index(server: &Server, dir: &Path, nth: usize) -> ChildGuard {
+    let child = ChildGuard(
+        pixdex_command()
+            .current_dir(dir)
+            .args(["index", "--server", &server.url, "lib", "-q"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("pixdex index starts"),
+    );
+    let deadline = Instant::now() + COMMAND_LIMIT;
+    while server.log.lock().unwrap().iter().filter(|l| l.contains("index job started")).count() < nth {
+        assert!(Instant::now() < deadline, "no index job started:\n{}", server.log());
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child
+}
+
+/// The exit code, stdout and stderr of a client started by `start_remote_index` (bounded).
+fn finish(mut child: ChildGuard) -> (Option<i32>, String, String) {
+    let read = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || pipe.map(|p| std::io::read_to_string(p).unwrap_or_default()).unwrap_or_default())
+    };
+    let stdout = read(child.0.stdout.take().map(|p| Box::new(p) as _));
+    let stderr = read(child.0.stderr.take().map(|p| Box::new(p) as _));
+    let status = wait_within(&mut child, COMMAND_LIMIT);
+    (status.code(), stdout.join().unwrap(), stderr.join().unwrap())
+}
+
+fn image_count(db: &Path) -> u64 {
+    let out = output_within(pixdex_command().args(["stats", "--db", arg(db), "--json"]), COMMAND_LIMIT);
+    assert!(out.status.success(), "{}", stderr(&out));
+    json(&String::from_utf8_lossy(&out.stdout))["images"].as_u64().unwrap()
+}
+
+/// Ctrl-C on a client cancels its job in the server (which stores the batch in flight); SIGTERM
+/// on the server during a job ends the client's watch with the cancelled state, and the server
+/// still exits cleanly. Each time the job may win the race and finish first.
+#[test]
+fn ctrl_c_cancels_the_remote_job_and_sigterm_stops_a_busy_server() {
+    let tmp = tempfile::tempdir().unwrap();
+    // About a second of work for the tiny model (~800 images/s on two cores).
+    let n = 600;
+    make_library(&tmp.path().join("lib"), n, (96, 72));
+    let db = tmp.path().join("db");
+    let server = Server::start(&db, &tmp.path().join("lib"), &["--index-batch-size", "4"]);
+
+    let client = start_remote_index(&server, tmp.path(), 1);
+    // Into the embedding phase, usually.
+    std::thread::sleep(Duration::from_millis(200));
+    send_signal(&client.0, "INT");
+    let (code, stdout, stderr) = finish(client);
+    eprintln!("after Ctrl-C:\n{stdout}");
+    match code {
+        Some(130) => assert!(stdout.contains("cancelled, run again to resume"), "{stdout}\n{stderr}"),
+        Some(0) => assert!(stdout.contains(&format!("{n} images")), "{stdout}"),
+        other => panic!("pixdex index --server exited with {other:?}:\n{stdout}\n{stderr}\n{}", server.log()),
+    }
+    assert!(stdout.contains("collection: http://127.0.0.1:"), "{stdout}");
+
+    // The next job resumes; the server is stopped under it.
+    let client = start_remote_index(&server, tmp.path(), 2);
+    // Let the client open its progress stream first (it does so right after the job starts).
+    std::thread::sleep(Duration::from_millis(100));
+    server.terminate();
+    let (code, stdout, stderr) = finish(client);
+    assert!(matches!(code, Some(130) | Some(0)), "{code:?}:\n{stdout}\n{stderr}");
+    let stored = image_count(&db);
+    eprintln!("{stored} of {n} images stored before the server stopped");
+    if code == Some(130) {
+        assert!(stdout.contains("cancelled"), "{stdout}");
+    } else {
+        assert_eq!(stored, u64::from(n));
+    }
+    // Offline, the collection resumes where the server left it.
+    let model = tiny_model();
+    let out = output_within(
+        pixdex_command().current_dir(tmp.path()).args(["index", "lib", "--db", arg(&db), "--model", arg(&model), "-q"]),
+        COMMAND_LIMIT,
+    );
+    let resumed = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{resumed}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(resumed.contains(&format!("{stored} unchanged")), "{resumed}");
+    assert_eq!(image_count(&db), u64::from(n));
+}
+
+/// A server whose model does not load exits non-zero with a message naming the model.
+#[test]
+fn serve_with_a_missing_model_fails_clearly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = output_within(
+        pixdex_command().args([
+            "serve",
+            "--db",
+            arg(&tmp.path().join("db")),
+            "--model",
+            "/no/such/model",
+            "--listen",
+            "127.0.0.1:0",
+        ]),
+        COMMAND_LIMIT,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("/no/such/model"), "{}", stderr(&out));
+}
