@@ -27,9 +27,9 @@ pub async fn connect(url: &str) -> anyhow::Result<PixdexClient> {
 /// Connects and, if the server is still loading its model, waits (bounded) until it serves.
 pub async fn connect_ready(url: &str) -> anyhow::Result<PixdexClient> {
     let mut client = connect(url).await?;
-    if client.wait_ready(url, Duration::ZERO).await.is_err() {
+    if client.wait_ready(Duration::ZERO).await.is_err() {
         eprintln!("waiting for the server at {url} to load its model…");
-        client.wait_ready(url, READY_TIMEOUT).await?;
+        client.wait_ready(READY_TIMEOUT).await?;
     }
     Ok(client)
 }

@@ -26,6 +26,7 @@ pub struct PixdexClient {
     /// Standard gRPC health checking.
     pub health: HealthClient<Channel>,
     channel: Channel,
+    url: String,
 }
 
 /// Why the client could not reach a ready server.
@@ -62,11 +63,11 @@ impl PixdexClient {
             .connect()
             .await
             .map_err(err)?;
-        Ok(Self::from_channel(channel))
+        Ok(Self::from_channel(channel, url))
     }
 
-    /// Clients over an existing channel.
-    pub fn from_channel(channel: Channel) -> Self {
+    /// Clients over an existing channel to `url`.
+    pub fn from_channel(channel: Channel, url: &str) -> Self {
         let max = DEFAULT_MAX_MESSAGE_BYTES;
         Self {
             search: SearchServiceClient::new(channel.clone())
@@ -83,7 +84,13 @@ impl PixdexClient {
                 .max_encoding_message_size(max),
             health: HealthClient::new(channel.clone()),
             channel,
+            url: url.to_string(),
         }
+    }
+
+    /// The server's URL.
+    pub fn url(&self) -> &str {
+        &self.url
     }
 
     /// The underlying channel (for other clients, e.g. reflection).
@@ -92,7 +99,7 @@ impl PixdexClient {
     }
 
     /// Waits until the server reports SERVING (the model is loaded), polling health.
-    pub async fn wait_ready(&mut self, url: &str, timeout: Duration) -> Result<(), ClientError> {
+    pub async fn wait_ready(&mut self, timeout: Duration) -> Result<(), ClientError> {
         let started = Instant::now();
         loop {
             let last = match self.health.check(HealthCheckRequest { service: String::new() }).await {
@@ -101,7 +108,7 @@ impl PixdexClient {
                 Err(status) => status.to_string(),
             };
             if started.elapsed() > timeout {
-                return Err(ClientError::NotReady { url: url.to_string(), waited: timeout, last });
+                return Err(ClientError::NotReady { url: self.url.clone(), waited: timeout, last });
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

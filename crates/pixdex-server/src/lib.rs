@@ -24,4 +24,4 @@ mod status;
 
 pub use client::{ClientError, PixdexClient};
 pub use config::{BatchingConfig, DEFAULT_MAX_MESSAGE_BYTES, ServerConfig};
-pub use serve::{ModelLoader, ServeError, serve};
+pub use serve::{ModelLoader, ServeError, Server, serve};

@@ -48,30 +48,70 @@ pub enum ServeError {
     Reflection(#[from] tonic_reflection::server::Error),
 }
 
-/// Serves the collection in `config.db` on `listener` until `shutdown` completes.
-///
-/// The collection is opened (and locked) before the first request if it exists; the model loads
-/// in the background, and requests that need it get `UNAVAILABLE` until then. On shutdown:
-/// health turns `NOT_SERVING`, no new connections are accepted, running index jobs are
-/// cancelled (each stores the batch in flight), watch streams send their final state, and the
-/// collection is flushed; whatever is still open after `config.shutdown_grace` is dropped.
+/// A server that has opened (and locked) its collection, ready to [serve](Server::serve).
+pub struct Server {
+    config: ServerConfig,
+    collection: Option<Collection>,
+}
+
+impl Server {
+    /// Resolves the allowed roots and opens the collection in `config.db` if it exists (taking
+    /// its lock, so that a second server or an offline command fails now, not after listening).
+    /// Blocking: sled and the HNSW graph load here.
+    pub fn open(config: ServerConfig) -> Result<Self, ServeError> {
+        let mut config = config;
+        for root in &mut config.allowed_roots {
+            *root = std::fs::canonicalize(&*root)
+                .map_err(|source| ServeError::AllowedRoot { path: root.clone(), source })?;
+        }
+        let collection = if config.db.join("db").exists() { Some(Collection::open(&config.db)?) } else { None };
+        Ok(Self { config, collection })
+    }
+
+    /// The collection's config, if it exists already.
+    pub fn collection_config(&self) -> Option<&CollectionConfig> {
+        self.collection.as_ref().map(Collection::config)
+    }
+
+    /// Serves on `listener` until `shutdown` completes.
+    ///
+    /// The model loads in the background; requests that need it get `UNAVAILABLE` until then.
+    /// On shutdown: health turns `NOT_SERVING`, no new connections are accepted, running index
+    /// jobs are cancelled (each stores the batch in flight), watch streams send their final
+    /// state, and the collection is flushed; whatever is still open after
+    /// `config.shutdown_grace` is dropped.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        loader: ModelLoader,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), ServeError> {
+        run(self, listener, loader, shutdown).await
+    }
+}
+
+/// [`Server::open`] then [`Server::serve`].
 pub async fn serve(
     config: ServerConfig,
     listener: TcpListener,
     loader: ModelLoader,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
-    let mut config = config;
-    for root in &mut config.allowed_roots {
-        *root =
-            std::fs::canonicalize(&*root).map_err(|source| ServeError::AllowedRoot { path: root.clone(), source })?;
-    }
+    let server = tokio::task::spawn_blocking(move || Server::open(config))
+        .await
+        .map_err(|e| ServeError::Model(format!("opening task: {e}")))??;
+    server.serve(listener, loader, shutdown).await
+}
+
+async fn run(
+    server: Server,
+    listener: TcpListener,
+    loader: ModelLoader,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServeError> {
+    let Server { config, collection: opened } = server;
     let collection = OnceLock::new();
-    if config.db.join("db").exists() {
-        let db = config.db.clone();
-        let opened = tokio::task::spawn_blocking(move || Collection::open(&db))
-            .await
-            .map_err(|e| ServeError::Model(format!("opening task: {e}")))??;
+    if let Some(opened) = opened {
         let _ = collection.set(Arc::new(opened));
     }
     let token = CancellationToken::new();

@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use pixdex_indexer::encoder::PixioEncoder;
-use pixdex_server::{BatchingConfig, ModelLoader, ServerConfig};
+use pixdex_server::{BatchingConfig, ModelLoader, Server, ServerConfig};
 use std::process::ExitCode;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -38,6 +38,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         tracing::info!(model = %source, "loading the model");
         PixioEncoder::load(&source, &device, dtype).map_err(|e| format!("loading {source}: {e}"))
     });
+    let db = config.db.clone();
+    // Open (and lock) the collection first: a locked or corrupt collection fails before we listen.
+    let server = Server::open(config).with_context(|| format!("opening collection {}", db.display()))?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     runtime.block_on(async {
         let listener =
@@ -45,10 +48,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let addr = listener.local_addr().context("reading the bound address")?;
         let shutdown = shutdown_signal()?;
         eprintln!("listening on http://{addr}");
-        let db = config.db.clone();
-        pixdex_server::serve(config, listener, loader, shutdown)
-            .await
-            .with_context(|| format!("serving collection {}", db.display()))
+        server.serve(listener, loader, shutdown).await.with_context(|| format!("serving collection {}", db.display()))
     })?;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)

@@ -37,7 +37,11 @@ impl pb::collection_service_server::CollectionService for CollectionApi {
             model_fingerprint: config.model_fingerprint.clone(),
             embedding: config.embedding.clone(),
             dim: config.dim as u32,
-            patch_codec: format!("int8 per-patch scale, {pool}x{pool} average pooling"),
+            patch_codec: if pool == 1 {
+                "int8 per-patch scale, full resolution".into()
+            } else {
+                format!("int8 per-patch scale, {pool}x{pool} average pooling")
+            },
             search_index: if (vectors as usize) < EXACT_SCAN_BELOW { "exact" } else { "hnsw" }.into(),
             exact_scan_below: EXACT_SCAN_BELOW as u64,
             hnsw_tombstones: collection.hnsw_tombstones() as u64,

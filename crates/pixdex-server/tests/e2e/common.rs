@@ -86,7 +86,7 @@ impl TestServer {
         }));
         let mut client = PixdexClient::connect(&url).await.expect("server reachable");
         if wait {
-            client.wait_ready(&url, PATIENCE).await.expect("server ready");
+            client.wait_ready(PATIENCE).await.expect("server ready");
         }
         Self { url, client, dir, stop: Some(stop), handle: Some(handle) }
     }

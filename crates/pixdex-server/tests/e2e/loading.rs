@@ -26,8 +26,7 @@ async fn requests_during_model_load_are_unavailable_then_served() {
     assert_eq!(health.status(), ServingStatus::NotServing);
 
     release.send(()).unwrap();
-    let url = server.url.clone();
-    server.client.wait_ready(&url, PATIENCE).await.unwrap();
+    server.client.wait_ready(PATIENCE).await.unwrap();
     let c = &mut server.client;
     c.images.upsert_image(pb::UpsertImageRequest { key: "a.png".into(), image: png.clone() }).await.unwrap();
     let r = c.search.search(image_query(png, 1)).await.unwrap().into_inner();
