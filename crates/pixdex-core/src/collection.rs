@@ -139,7 +139,7 @@ pub struct Collection {
     patches: sled::Tree,
     meta: sled::Tree,
     config: CollectionConfig,
-    index: RwLock<HnswIndex>,
+    pub(crate) index: RwLock<HnswIndex>,
 }
 
 fn store_err(dir: &Path) -> impl Fn(sled::Error) -> Error + '_ {

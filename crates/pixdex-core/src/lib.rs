@@ -16,4 +16,7 @@ pub use collection::{
     SEARCH_EF,
 };
 pub use error::{Error, Result};
-pub use query::{MAX_K, SimilarHit, SimilarQuery};
+pub use query::{
+    DEFAULT_KEEPER_RULE, DEFAULT_NEAR_THRESHOLD, DedupOptions, DedupProgress, DuplicateGroup, DuplicateKind,
+    DuplicateMember, KeeperCriterion, MAX_K, SimilarHit, SimilarQuery,
+};

@@ -1,6 +1,11 @@
 //! Queries over one collection: similarity search with filters (region search and duplicate
 //! grouping come next to it).
 
+pub(crate) mod dedup;
 pub(crate) mod similar;
 
+pub use dedup::{
+    DEFAULT_KEEPER_RULE, DEFAULT_NEAR_THRESHOLD, DedupOptions, DedupProgress, DuplicateGroup, DuplicateKind,
+    DuplicateMember, KeeperCriterion,
+};
 pub use similar::{MAX_K, SimilarHit, SimilarQuery};

@@ -3,4 +3,5 @@
 mod fixtures;
 mod lifecycle;
 mod recall;
+mod dedup;
 mod similar;
