@@ -296,7 +296,7 @@ impl Collection {
                     top.into_sorted().into_iter().map(|(j, s)| (j as u32, s)).collect()
                 };
                 let d = done.fetch_add(1, Ordering::Relaxed) + 1;
-                if d % 1024 == 0 || d == n {
+                if d.is_multiple_of(1024) || d == n {
                     progress.searched(d, n);
                 }
                 found.into_iter().filter(|&(j, s)| j as usize != i && s >= options.threshold).collect()
@@ -309,7 +309,7 @@ impl Collection {
                 edges.push(((i as u32).min(j), (i as u32).max(j), s));
             }
         }
-        edges.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        edges.sort_by_key(|e| (e.0, e.1));
         edges.dedup_by(|a, b| (a.0, a.1) == (b.0, b.1));
 
         for (centre, others) in star_groups(n, &edges) {
