@@ -3,7 +3,8 @@
 use clap::builder::RangedU64ValueParser;
 use clap::error::ErrorKind;
 use clap::parser::ValueSource;
-use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use clap::{ArgGroup, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use pixdex_core::{DEFAULT_NEAR_THRESHOLD, KeeperCriterion};
 use pixdex_server::ServerConfig;
 use std::path::PathBuf;
 
@@ -27,6 +28,9 @@ pub enum Command {
     Stats(StatsArgs),
     /// Serve a collection over gRPC (search, index jobs, stats) until Ctrl-C or SIGTERM.
     Serve(ServeArgs),
+    /// Find exact and near-duplicate images, report them (text, JSON, CSV, HTML) and optionally
+    /// move the copies that are not keepers aside (never deleting; undoable).
+    Dedup(DedupArgs),
 }
 
 /// Options that only make sense when a command opens the collection itself (arg ids).
@@ -226,6 +230,65 @@ pub struct StatsArgs {
     pub json: bool,
 }
 
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("report").args(["json", "csv", "html"])))]
+pub struct DedupArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// Cosine similarity (-1 to 1) at or above which two images are near duplicates.
+    #[arg(long, value_name = "T", default_value_t = DEFAULT_NEAR_THRESHOLD, value_parser = parse_threshold)]
+    pub threshold: f32,
+    /// Nearest neighbours examined per image.
+    #[arg(long, value_name = "N", default_value_t = 10, value_parser = RangedU64ValueParser::<usize>::new().range(1..=1000))]
+    pub neighbours: usize,
+    /// Which copy of a group to keep: criteria by importance, comma-separated. `pixels`: most
+    /// pixels; `size`: largest file; `oldest`: modified first.
+    #[arg(long, value_name = "RULE", value_delimiter = ',', default_value = "pixels,size,oldest", value_parser = parse_keeper)]
+    pub keep: Vec<KeeperCriterion>,
+    /// Only images whose path starts with this. An existing folder means the images inside it;
+    /// anything else is matched as the start of the absolute path.
+    #[arg(long, value_name = "PATH_PREFIX")]
+    pub prefix: Option<String>,
+    /// Print JSON: {"groups":[{"kind":"exact"|"near","keeper":…,"keeper_reason":…,"members":[{"path":…,"score":…,…}]}]}.
+    #[arg(long)]
+    pub json: bool,
+    /// Write a CSV report (one row per member of a group; `-` for stdout).
+    #[arg(long, value_name = "FILE")]
+    pub csv: Option<PathBuf>,
+    /// Write an HTML report with thumbnails (a single self-contained file).
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+    /// Move every member that is not its group's keeper into DIR, keeping its absolute path
+    /// below DIR. A dry run (nothing moves) unless --apply is given.
+    #[arg(long, value_name = "DIR")]
+    pub move_to: Option<PathBuf>,
+    /// Really move (with --move-to), logging each move to DIR/pixdex-moves-<time>.jsonl.
+    #[arg(long, requires = "move_to")]
+    pub apply: bool,
+    /// Move the files of a move log back to where they were (refusing to overwrite anything).
+    #[arg(
+        long,
+        value_name = "LOG",
+        conflicts_with_all = ["threshold", "neighbours", "keep", "prefix", "json", "csv", "html", "move_to", "apply"]
+    )]
+    pub undo: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+fn parse_threshold(s: &str) -> Result<f32, String> {
+    match s.parse::<f32>() {
+        Ok(t) if (-1.0..=1.0).contains(&t) => Ok(t),
+        Ok(t) => Err(format!("{t} is not within -1..=1")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn parse_keeper(s: &str) -> Result<KeeperCriterion, String> {
+    s.trim().parse().map_err(|e: pixdex_core::Error| e.to_string())
+}
+
 /// The server defaults, shown by `pixdex serve --help`.
 fn server_defaults() -> ServerConfig {
     ServerConfig::new(PathBuf::new())
@@ -319,6 +382,32 @@ mod tests {
         // What a server does take.
         assert!(parse(&["index", "lib", "--server", "h:1", "--prune", "--include", "*.jpg", "-q"]).is_ok());
         assert!(parse(&["search", "x.png", "--server", "h:1", "-k", "3", "--json"]).is_ok());
+    }
+
+    #[test]
+    fn dedup_options_parse_and_conflict() {
+        let Command::Dedup(args) = parse(&["dedup"]).unwrap().command else { panic!("dedup") };
+        assert_eq!(args.threshold, DEFAULT_NEAR_THRESHOLD);
+        assert_eq!(args.keep, pixdex_core::DEFAULT_KEEPER_RULE.to_vec());
+        let Command::Dedup(args) = parse(&["dedup", "--keep", "oldest,size", "--threshold", "0.9"]).unwrap().command
+        else {
+            panic!("dedup")
+        };
+        assert_eq!(args.keep, vec![KeeperCriterion::Oldest, KeeperCriterion::FileSize]);
+        assert_eq!(args.threshold, 0.9);
+        for bad in [
+            &["dedup", "--keep", "biggest"][..],
+            &["dedup", "--threshold", "1.5"],
+            &["dedup", "--apply"],
+            &["dedup", "--json", "--html", "r.html"],
+            &["dedup", "--csv", "r.csv", "--html", "r.html"],
+            &["dedup", "--undo", "log.jsonl", "--move-to", "d"],
+            &["dedup", "--undo", "log.jsonl", "--threshold", "0.5"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
+        assert!(parse(&["dedup", "--undo", "log.jsonl", "-q"]).is_ok());
+        assert!(parse(&["dedup", "--html", "r.html", "--move-to", "d", "--apply", "--prefix", "/p"]).is_ok());
     }
 
     #[test]

@@ -27,12 +27,14 @@ fn main() -> ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     let serving = matches!(args.command, args::Command::Serve(_));
+    let deduping = matches!(args.command, args::Command::Dedup(_));
     let result = match args.command {
         args::Command::Embed(a) => cmd::embed::run(a),
         args::Command::Index(a) => cmd::index::run(a),
         args::Command::Search(a) => cmd::search::run(a),
         args::Command::Stats(a) => cmd::stats::run(a),
         args::Command::Serve(a) => cmd::serve::run(a),
+        args::Command::Dedup(a) => cmd::dedup::run(a),
     };
     match result {
         Ok(code) => code,
@@ -49,6 +51,11 @@ fn main() -> ExitCode {
                 if serving {
                     eprintln!(
                         "hint: another `pixdex serve` (or `pixdex index`) has it open: stop it, or serve another --db"
+                    );
+                } else if deduping {
+                    eprintln!(
+                        "hint: probably `pixdex serve` (or `pixdex index`) holds it; `pixdex dedup` opens the \
+                         collection itself (it has no --server mode): stop the server, then run it again"
                     );
                 } else {
                     eprintln!(

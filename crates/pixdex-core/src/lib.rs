@@ -18,5 +18,5 @@ pub use collection::{
 pub use error::{Error, Result};
 pub use query::{
     DEFAULT_KEEPER_RULE, DEFAULT_NEAR_THRESHOLD, DedupOptions, DedupProgress, DuplicateGroup, DuplicateKind,
-    DuplicateMember, KeeperCriterion, MAX_K, SimilarHit, SimilarQuery,
+    DuplicateMember, DuplicatesOf, KeeperCriterion, MAX_K, SimilarHit, SimilarQuery,
 };

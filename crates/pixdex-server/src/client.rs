@@ -8,8 +8,9 @@ use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
 use crate::config::DEFAULT_MAX_MESSAGE_BYTES;
 use crate::pb::{
-    collection_service_client::CollectionServiceClient, image_service_client::ImageServiceClient,
-    index_service_client::IndexServiceClient, search_service_client::SearchServiceClient,
+    collection_service_client::CollectionServiceClient, dedup_service_client::DedupServiceClient,
+    image_service_client::ImageServiceClient, index_service_client::IndexServiceClient,
+    search_service_client::SearchServiceClient,
 };
 
 /// Clients of every pixdex service, sharing one HTTP/2 connection.
@@ -23,6 +24,8 @@ pub struct PixdexClient {
     pub index: IndexServiceClient<Channel>,
     /// Stats.
     pub collection: CollectionServiceClient<Channel>,
+    /// Duplicate detection.
+    pub dedup: DedupServiceClient<Channel>,
     /// Standard gRPC health checking.
     pub health: HealthClient<Channel>,
     channel: Channel,
@@ -80,6 +83,9 @@ impl PixdexClient {
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max),
             collection: CollectionServiceClient::new(channel.clone())
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+            dedup: DedupServiceClient::new(channel.clone())
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max),
             health: HealthClient::new(channel.clone()),

@@ -71,7 +71,7 @@ impl AppState {
             return Err(ServiceError::invalid("empty image bytes"));
         }
         let encoder = model.encoder.clone();
-        let _permit = self
+        let permit = self
             .decode_permits
             .acquire()
             .await
@@ -83,6 +83,9 @@ impl AppState {
         })
         .await
         .map_err(|e| ServiceError::Internal(format!("decoding task: {e}")))??;
+        // Only decoding is bounded here: the batcher bounds the rest, and holding the permit
+        // through the forward pass would cap batches at the permit count.
+        drop(permit);
         Ok((model.batcher.embed(input).await?, size))
     }
 

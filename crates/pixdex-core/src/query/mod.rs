@@ -6,6 +6,6 @@ pub(crate) mod similar;
 
 pub use dedup::{
     DEFAULT_KEEPER_RULE, DEFAULT_NEAR_THRESHOLD, DedupOptions, DedupProgress, DuplicateGroup, DuplicateKind,
-    DuplicateMember, KeeperCriterion,
+    DuplicateMember, DuplicatesOf, KeeperCriterion,
 };
 pub use similar::{MAX_K, SimilarHit, SimilarQuery};

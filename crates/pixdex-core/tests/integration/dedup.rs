@@ -105,7 +105,8 @@ fn check(c: &Collection, planted: &Planted, groups: &[DuplicateGroup]) {
         let vs: Vec<_> = paths(g).iter().map(|p| vec_of(p)).collect();
         assert!(vs.iter().any(|centre| vs.iter().all(|v| cos(centre, v) >= 0.96 - 1e-6)), "{:?}", paths(g));
     }
-    let chain_members: usize = groups.iter().map(|g| paths(g).iter().filter(|p| planted.chain.contains(p)).count()).sum();
+    let chain_members: usize =
+        groups.iter().map(|g| paths(g).iter().filter(|p| planted.chain.contains(p)).count()).sum();
     assert!(chain_members >= 4, "neighbouring chain images are still grouped");
     // Nothing else: the background is unrelated noise.
     assert!(groups.iter().all(|g| paths(g).iter().all(|p| !p.starts_with("/bg/"))));

@@ -1,7 +1,7 @@
 //! The collection on a real sled database in a temp folder.
 
+mod dedup;
 mod fixtures;
 mod lifecycle;
 mod recall;
-mod dedup;
 mod similar;

@@ -2,6 +2,7 @@
 //! real sled collection, and the generated gRPC clients.
 
 mod common;
+mod dedup;
 mod errors;
 mod jobs;
 mod load;

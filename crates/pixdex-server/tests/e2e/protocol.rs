@@ -10,8 +10,13 @@ use tonic_reflection::pb::v1::{
 
 use crate::common::*;
 
-const SERVICES: [&str; 4] =
-    ["pixdex.v1.SearchService", "pixdex.v1.ImageService", "pixdex.v1.IndexService", "pixdex.v1.CollectionService"];
+const SERVICES: [&str; 5] = [
+    "pixdex.v1.SearchService",
+    "pixdex.v1.ImageService",
+    "pixdex.v1.IndexService",
+    "pixdex.v1.CollectionService",
+    "pixdex.v1.DedupService",
+];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_and_reflection_list_and_describe_every_service() {

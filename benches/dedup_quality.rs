@@ -1,0 +1,1008 @@
+//! Near-duplicate QUALITY (not speed) of `Collection::find_duplicates` on a generated benchmark,
+//! side by side with perceptual hashes (pHash and dHash, 64 bits, connected components over
+//! Hamming distance as czkawka and imagededup group), in one run. It picks the default
+//! near-duplicate threshold.
+//!
+//! Benchmark (as in `shared/notes/dedup-research.md`), one library per seed, from the dev photos
+//! `$PIXDEX_SHARED_DIR/data/photos`:
+//! * synthetic families: `--originals` (60) photos, each with 3 random edits out of resize 50 %,
+//!   JPEG q40, crop 85 % (centre or offset), brightness/contrast, rotation of about 5° (auto-cropped),
+//!   horizontal flip, a text strip, grayscale;
+//! * the natural families of the manifest (`family` column: the KDE wallpaper sizes, mirror
+//!   pairs, a stereo pair);
+//! * every other photo as a distractor, including the hard ones (different coins, thyme and
+//!   lavender, two firemen, bears), which are never chosen as originals.
+//!
+//! Both libraries are indexed into one collection with the real pipeline and the real-weights
+//! ViT-S/14, then scored separately (`path_prefix`). Metric: pairwise precision / recall / F1 over
+//! all unordered pairs inside the predicted groups (exact + near; groups sharing an image are
+//! merged); the truth is every pair inside each family. Thresholds are chosen on seed A (max F1
+//! with P >= 0.98, else max F1) and reported unchanged on seed B.
+//!
+//! With `--tta`, also the note's test-time augmentation of the global descriptor (max of the
+//! cosines between plain, horizontally flipped and grayscale views; two extra forward passes per
+//! image, 2-3 more minutes on 2 cores), grouped by the same k-NN star rule.
+//!
+//! `PIXDEX_SHARED_DIR=/work/shared cargo bench -p pixdex-benches --bench dedup_quality -- [--originals N] [--tta] [--keep DIR]`
+
+use image::codecs::jpeg::JpegEncoder;
+use image::imageops::FilterType;
+use image::{DynamicImage, GrayImage, Rgb, RgbImage};
+use pixdex_core::{Collection, DEFAULT_NEAR_THRESHOLD, DedupOptions, ImageId};
+use pixdex_indexer::crawl::CrawlOptions;
+use pixdex_indexer::decode::{DecodeLimits, decode_path};
+use pixdex_indexer::encoder::PixioEncoder;
+use pixdex_indexer::pipeline::{IndexOptions, NoProgress, run_index_job};
+use pixio::{DType, Device, WeightSource};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Seed A chooses the thresholds; seed B checks them.
+const SEEDS: [(&str, u64); 2] = [("A", 0xA11CE), ("B", 0xB0B)];
+/// Edits per original.
+const EDITS_PER_ORIGINAL: usize = 3;
+/// Precision the default must keep (deleting a non-duplicate is the expensive mistake).
+const MIN_PRECISION: f64 = 0.98;
+/// The Hamming threshold imagededup uses by default (`max_distance_threshold=10`).
+const STANDARD_HAMMING: u32 = 10;
+/// Photos that are similar to other photos of the set without being duplicates: kept as
+/// distractors, never edited.
+const HARD_DISTRACTORS: [&str; 6] = ["_coins_", "japanese_yen", "plants_thyme", "plants_lavender", "fireman", "bears_"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Edit {
+    Resize50,
+    Jpeg40,
+    Crop85,
+    BrightContrast,
+    Rotate5,
+    HFlip,
+    TextStrip,
+    Grayscale,
+}
+
+const EDITS: [Edit; 8] = [
+    Edit::Resize50,
+    Edit::Jpeg40,
+    Edit::Crop85,
+    Edit::BrightContrast,
+    Edit::Rotate5,
+    Edit::HFlip,
+    Edit::TextStrip,
+    Edit::Grayscale,
+];
+
+impl Edit {
+    fn name(self) -> &'static str {
+        match self {
+            Edit::Resize50 => "resize50",
+            Edit::Jpeg40 => "jpeg40",
+            Edit::Crop85 => "crop85",
+            Edit::BrightContrast => "bright_contrast",
+            Edit::Rotate5 => "rotate5",
+            Edit::HFlip => "hflip",
+            Edit::TextStrip => "text_strip",
+            Edit::Grayscale => "grayscale",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Role {
+    Distractor,
+    Original,
+    Edited(Edit),
+    Natural(String),
+}
+
+/// One file of a generated library.
+#[derive(Debug, Clone)]
+struct Item {
+    /// Relative to the library root.
+    rel: PathBuf,
+    family: Option<usize>,
+    role: Role,
+}
+
+/// A benchmark library: its items and truth.
+struct Library {
+    name: &'static str,
+    root: PathBuf,
+    items: Vec<Item>,
+    truth: HashSet<(u32, u32)>,
+    /// Pair type of each truth pair.
+    pair_type: HashMap<(u32, u32), String>,
+}
+
+fn pair(a: usize, b: usize) -> (u32, u32) {
+    (a.min(b) as u32, a.max(b) as u32)
+}
+
+fn pair_type(a: &Item, b: &Item) -> String {
+    match (&a.role, &b.role) {
+        (Role::Natural(kind), _) | (_, Role::Natural(kind)) => format!("natural {kind}"),
+        (Role::Original, Role::Edited(e)) | (Role::Edited(e), Role::Original) => e.name().to_string(),
+        _ => "edit+edit".to_string(),
+    }
+}
+
+/// A manifest row: file, family, family kind.
+struct Row {
+    file: String,
+    family: String,
+    family_kind: String,
+}
+
+/// Splits one CSV line (quoted fields with `""` escapes; the manifest has no multi-line fields).
+fn csv_fields(line: &str) -> Vec<String> {
+    let mut fields = vec![String::new()];
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                chars.next();
+                fields.last_mut().expect("field").push('"');
+            }
+            '"' => quoted = !quoted,
+            ',' if !quoted => fields.push(String::new()),
+            c => fields.last_mut().expect("field").push(c),
+        }
+    }
+    fields
+}
+
+fn read_manifest(photos: &Path) -> anyhow::Result<Vec<Row>> {
+    let text = fs::read_to_string(photos.join("manifest.csv"))?;
+    let mut lines = text.lines();
+    let header = csv_fields(lines.next().unwrap_or_default());
+    let col = |name: &str| {
+        header.iter().position(|h| h == name).ok_or_else(|| anyhow::anyhow!("manifest has no `{name}` column"))
+    };
+    let (file, family, kind) = (col("file")?, col("family")?, col("family_kind")?);
+    Ok(lines
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let f = csv_fields(l);
+            let get = |i: usize| f.get(i).cloned().unwrap_or_default();
+            Row { file: get(file), family: get(family), family_kind: get(kind) }
+        })
+        .collect())
+}
+
+fn is_hard_distractor(file: &str) -> bool {
+    HARD_DISTRACTORS.iter().any(|s| file.contains(s))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Edits
+
+fn uniform(rng: &mut StdRng, lo: f64, hi: f64) -> f64 {
+    rng.random_range(lo..hi)
+}
+
+fn bilinear(src: &RgbImage, x: f64, y: f64) -> Rgb<u8> {
+    let (w, h) = (src.width() as i64, src.height() as i64);
+    let x = x.clamp(0.0, (w - 1) as f64);
+    let y = y.clamp(0.0, (h - 1) as f64);
+    let (x0, y0) = (x.floor() as i64, y.floor() as i64);
+    let (x1, y1) = ((x0 + 1).min(w - 1), (y0 + 1).min(h - 1));
+    let (fx, fy) = (x - x0 as f64, y - y0 as f64);
+    let p = |x: i64, y: i64| src.get_pixel(x as u32, y as u32).0;
+    let (a, b, c, d) = (p(x0, y0), p(x1, y0), p(x0, y1), p(x1, y1));
+    Rgb(std::array::from_fn(|k| {
+        let top = a[k] as f64 * (1.0 - fx) + b[k] as f64 * fx;
+        let bottom = c[k] as f64 * (1.0 - fx) + d[k] as f64 * fx;
+        (top * (1.0 - fy) + bottom * fy).round().clamp(0.0, 255.0) as u8
+    }))
+}
+
+/// Rotation by `degrees` (inverse mapping, bilinear), cropped to the largest centred rectangle of
+/// the same aspect ratio that holds no border.
+fn rotate_autocrop(src: &RgbImage, degrees: f64) -> RgbImage {
+    let (w, h) = (src.width() as f64, src.height() as f64);
+    let (sin, cos) = degrees.to_radians().sin_cos();
+    let s = (w / (w * cos + h * sin.abs())).min(h / (w * sin.abs() + h * cos));
+    let (ow, oh) = (((w * s).floor() as u32).max(1), ((h * s).floor() as u32).max(1));
+    RgbImage::from_fn(ow, oh, |x, y| {
+        let (dx, dy) = (x as f64 + 0.5 - ow as f64 / 2.0, y as f64 + 0.5 - oh as f64 / 2.0);
+        let sx = cos * dx + sin * dy + w / 2.0 - 0.5;
+        let sy = -sin * dx + cos * dy + h / 2.0 - 0.5;
+        bilinear(src, sx, sy)
+    })
+}
+
+/// A dark bar across the top or bottom with light "glyph" blocks, like a caption or watermark.
+fn text_strip(src: &RgbImage, rng: &mut StdRng) -> RgbImage {
+    let mut img = src.clone();
+    let (w, h) = (img.width(), img.height());
+    let bar = ((h as f64 * uniform(rng, 0.10, 0.16)).round() as u32).clamp(6, h);
+    let top = if rng.random_bool(0.5) { 0 } else { h - bar };
+    for y in top..top + bar {
+        for x in 0..w {
+            let p = img.get_pixel_mut(x, y);
+            for c in &mut p.0 {
+                *c = (*c as f64 * 0.3 + 20.0 * 0.7) as u8;
+            }
+        }
+    }
+    let glyph_h = (bar as f64 * 0.6).round().max(2.0) as u32;
+    let y0 = top + (bar - glyph_h) / 2;
+    let end = (w as f64 * uniform(rng, 0.5, 0.92)) as u32;
+    let mut x = (bar / 2).max(2);
+    let ink = Rgb([235, 235, 235]);
+    while x < end {
+        let gw = ((glyph_h as f64 * uniform(rng, 0.3, 0.7)).round() as u32).max(2);
+        let stroke = (gw / 3).max(1);
+        // Solid, hollow or short (lower-case-like) letters.
+        let shape = rng.random_range(0..3);
+        for yy in y0..(y0 + glyph_h).min(h) {
+            for xx in x..(x + gw).min(w) {
+                let (dx, dy) = (xx - x, yy - y0);
+                let ink_here = match shape {
+                    0 => true,
+                    1 => dx < stroke || dx >= gw - stroke || dy < stroke || dy >= glyph_h - stroke,
+                    _ => dy >= glyph_h * 2 / 5,
+                };
+                if ink_here {
+                    img.put_pixel(xx, yy, ink);
+                }
+            }
+        }
+        x += gw + (glyph_h / 4).max(1) + if rng.random_bool(0.18) { glyph_h } else { 0 };
+    }
+    img
+}
+
+/// The edited image and its JPEG quality.
+fn apply(edit: Edit, src: &RgbImage, rng: &mut StdRng) -> (DynamicImage, u8) {
+    let (w, h) = (src.width(), src.height());
+    let rgb = |i: RgbImage| DynamicImage::ImageRgb8(i);
+    match edit {
+        Edit::Resize50 => {
+            (rgb(image::imageops::resize(src, (w / 2).max(1), (h / 2).max(1), FilterType::CatmullRom)), 90)
+        }
+        Edit::Jpeg40 => (rgb(src.clone()), 40),
+        Edit::Crop85 => {
+            let (cw, ch) = (((w as f64) * 0.85).round() as u32, ((h as f64) * 0.85).round() as u32);
+            let (x, y) = if rng.random_bool(0.5) {
+                ((w - cw) / 2, (h - ch) / 2)
+            } else {
+                (rng.random_range(0..=w - cw), rng.random_range(0..=h - ch))
+            };
+            (rgb(image::imageops::crop_imm(src, x, y, cw, ch).to_image()), 90)
+        }
+        Edit::BrightContrast => {
+            let b = uniform(rng, 15.0, 40.0) * if rng.random_bool(0.5) { 1.0 } else { -1.0 };
+            let c = if rng.random_bool(0.5) { uniform(rng, 0.7, 0.85) } else { uniform(rng, 1.15, 1.35) };
+            let mut out = src.clone();
+            for p in out.pixels_mut() {
+                for v in &mut p.0 {
+                    *v = ((*v as f64 - 128.0) * c + 128.0 + b).round().clamp(0.0, 255.0) as u8;
+                }
+            }
+            (rgb(out), 90)
+        }
+        Edit::Rotate5 => {
+            let deg = uniform(rng, 4.0, 6.0) * if rng.random_bool(0.5) { 1.0 } else { -1.0 };
+            (rgb(rotate_autocrop(src, deg)), 90)
+        }
+        Edit::HFlip => (rgb(image::imageops::flip_horizontal(src)), 90),
+        Edit::TextStrip => (rgb(text_strip(src, rng)), 90),
+        Edit::Grayscale => (DynamicImage::ImageLuma8(image::imageops::grayscale(src)), 90),
+    }
+}
+
+fn save_jpeg(img: &DynamicImage, path: &Path, quality: u8) -> anyhow::Result<()> {
+    let file = std::io::BufWriter::new(fs::File::create(path)?);
+    img.write_with_encoder(JpegEncoder::new_with_quality(file, quality))?;
+    Ok(())
+}
+
+/// Writes one seed's library under `root` and returns its items and truth.
+fn build_library(
+    name: &'static str,
+    seed: u64,
+    photos: &Path,
+    manifest: &[Row],
+    root: &Path,
+    originals: usize,
+) -> anyhow::Result<Library> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut items = Vec::new();
+    let mut families: BTreeMap<String, usize> = BTreeMap::new();
+    for row in manifest {
+        let dst = root.join(&row.file);
+        fs::create_dir_all(dst.parent().expect("parent"))?;
+        fs::copy(photos.join(&row.file), &dst)?;
+        let (family, role) = if row.family.is_empty() {
+            (None, Role::Distractor)
+        } else {
+            let n = families.len();
+            (Some(*families.entry(row.family.clone()).or_insert(n)), Role::Natural(row.family_kind.clone()))
+        };
+        items.push(Item { rel: PathBuf::from(&row.file), family, role });
+    }
+    let mut pool: Vec<usize> = (0..manifest.len())
+        .filter(|&i| manifest[i].family.is_empty() && !is_hard_distractor(&manifest[i].file))
+        .collect();
+    pool.shuffle(&mut rng);
+    pool.truncate(originals);
+    pool.sort_unstable();
+    let edits_dir = root.join("edits");
+    fs::create_dir_all(&edits_dir)?;
+    for (family, &i) in (families.len()..).zip(&pool) {
+        items[i].family = Some(family);
+        items[i].role = Role::Original;
+        let src = image::open(photos.join(&manifest[i].file))?.to_rgb8();
+        let stem = manifest[i].file.replace('/', "_");
+        let stem = stem.rsplit_once('.').map_or(stem.as_str(), |(s, _)| s).to_string();
+        for k in rand::seq::index::sample(&mut rng, EDITS.len(), EDITS_PER_ORIGINAL) {
+            let edit = EDITS[k];
+            let (img, quality) = apply(edit, &src, &mut rng);
+            let rel = PathBuf::from("edits").join(format!("{stem}__{}.jpg", edit.name()));
+            save_jpeg(&img, &root.join(&rel), quality)?;
+            items.push(Item { rel, family: Some(family), role: Role::Edited(edit) });
+        }
+    }
+    let mut by_family: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for (i, item) in items.iter().enumerate() {
+        if let Some(f) = item.family {
+            by_family.entry(f).or_default().push(i);
+        }
+    }
+    let (mut truth, mut pair_types) = (HashSet::new(), HashMap::new());
+    for members in by_family.values() {
+        for (x, &a) in members.iter().enumerate() {
+            for &b in &members[x + 1..] {
+                truth.insert(pair(a, b));
+                pair_types.insert(pair(a, b), pair_type(&items[a], &items[b]));
+            }
+        }
+    }
+    Ok(Library { name, root: root.to_path_buf(), items, truth, pair_type: pair_types })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scoring
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Score {
+    p: f64,
+    r: f64,
+    f1: f64,
+}
+
+fn find(parent: &mut [usize], mut x: usize) -> usize {
+    while parent[x] != x {
+        parent[x] = parent[parent[x]];
+        x = parent[x];
+    }
+    x
+}
+
+/// Predicted pairs of groups over items `0..n`; groups sharing an item are merged first.
+fn group_pairs(n: usize, groups: &[Vec<usize>]) -> HashSet<(u32, u32)> {
+    let mut parent: Vec<usize> = (0..n).collect();
+    for g in groups {
+        for w in g.windows(2) {
+            let (a, b) = (find(&mut parent, w[0]), find(&mut parent, w[1]));
+            parent[a] = b;
+        }
+    }
+    let mut components: HashMap<usize, Vec<usize>> = HashMap::new();
+    let mut grouped: Vec<usize> = groups.iter().flatten().copied().collect();
+    grouped.sort_unstable();
+    grouped.dedup();
+    for i in grouped {
+        let r = find(&mut parent, i);
+        components.entry(r).or_default().push(i);
+    }
+    let mut pairs = HashSet::new();
+    for members in components.values() {
+        for (x, &a) in members.iter().enumerate() {
+            for &b in &members[x + 1..] {
+                pairs.insert(pair(a, b));
+            }
+        }
+    }
+    pairs
+}
+
+/// Connected components over the edges `(i, j)` with `edge(i, j)`.
+fn components(n: usize, edge: impl Fn(usize, usize) -> bool) -> HashSet<(u32, u32)> {
+    let mut groups = Vec::new();
+    for i in 0..n {
+        for j in i + 1..n {
+            if edge(i, j) {
+                groups.push(vec![i, j]);
+            }
+        }
+    }
+    group_pairs(n, &groups)
+}
+
+fn score(truth: &HashSet<(u32, u32)>, predicted: &HashSet<(u32, u32)>) -> Score {
+    let correct = predicted.intersection(truth).count();
+    let p = if predicted.is_empty() { 1.0 } else { correct as f64 / predicted.len() as f64 };
+    let r = correct as f64 / truth.len().max(1) as f64;
+    let f1 = if p + r > 0.0 { 2.0 * p * r / (p + r) } else { 0.0 };
+    Score { p, r, f1 }
+}
+
+/// Index of the row with max F1 subject to P >= MIN_PRECISION (else max F1); ties: higher P.
+fn choose(scores: &[Score]) -> (usize, bool) {
+    let best = |ok: &dyn Fn(&Score) -> bool| {
+        scores
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| ok(s))
+            .max_by(|(_, a), (_, b)| a.f1.total_cmp(&b.f1).then(a.p.total_cmp(&b.p)))
+            .map(|(i, _)| i)
+    };
+    match best(&|s| s.p >= MIN_PRECISION) {
+        Some(i) => (i, true),
+        None => (best(&|_| true).expect("scores"), false),
+    }
+}
+
+/// Per pair type: (truth pairs, found).
+fn per_type(lib: &Library, predicted: &HashSet<(u32, u32)>) -> BTreeMap<String, (usize, usize)> {
+    let mut out: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    for (p, t) in &lib.pair_type {
+        let e = out.entry(t.clone()).or_default();
+        e.0 += 1;
+        e.1 += predicted.contains(p) as usize;
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// Perceptual hashes
+
+/// pHash as imagehash computes it: 32x32 grayscale (Lanczos), 2-D DCT-II, the 8x8 lowest
+/// frequencies against their median.
+fn phash(gray: &GrayImage) -> u64 {
+    const N: usize = 32;
+    let small = image::imageops::resize(gray, N as u32, N as u32, FilterType::Lanczos3);
+    let px: Vec<f64> = small.pixels().map(|p| p.0[0] as f64).collect();
+    let basis: Vec<f64> = (0..8 * N)
+        .map(|i| {
+            let (k, n) = (i / N, i % N);
+            (std::f64::consts::PI * k as f64 * (2 * n + 1) as f64 / (2 * N) as f64).cos()
+        })
+        .collect();
+    // Rows first (only the 8 lowest frequencies are needed), then columns.
+    let mut rows = vec![0f64; N * 8];
+    for y in 0..N {
+        for k in 0..8 {
+            rows[y * 8 + k] = (0..N).map(|x| px[y * N + x] * basis[k * N + x]).sum();
+        }
+    }
+    let mut low = [0f64; 64];
+    for (i, v) in low.iter_mut().enumerate() {
+        let (ky, kx) = (i / 8, i % 8);
+        *v = (0..N).map(|y| rows[y * 8 + kx] * basis[ky * N + y]).sum();
+    }
+    let mut sorted = low;
+    sorted.sort_by(f64::total_cmp);
+    let median = (sorted[31] + sorted[32]) / 2.0;
+    low.iter().enumerate().fold(0u64, |h, (i, &v)| h | (((v > median) as u64) << i))
+}
+
+/// dHash: 9x8 grayscale, one bit per horizontally adjacent pair.
+fn dhash(gray: &GrayImage) -> u64 {
+    let small = image::imageops::resize(gray, 9, 8, FilterType::Lanczos3);
+    let mut h = 0u64;
+    for y in 0..8 {
+        for x in 0..8 {
+            let bit = small.get_pixel(x + 1, y).0[0] > small.get_pixel(x, y).0[0];
+            h |= (bit as u64) << (y * 8 + x);
+        }
+    }
+    h
+}
+
+// ---------------------------------------------------------------------------------------------
+// k-NN star grouping over any similarity (for the TTA similarity, which `find_duplicates` cannot
+// take): the same rule as pixdex-core's `star_groups`, checked against `find_duplicates` on the
+// plain cosine in every run.
+
+/// Each item's `k` most similar other items, best first.
+fn knn_lists(n: usize, sim: &[f32], k: usize) -> Vec<Vec<(usize, f32)>> {
+    (0..n)
+        .map(|i| {
+            let row = &sim[i * n..(i + 1) * n];
+            let mut order: Vec<usize> = (0..n).filter(|&j| j != i).collect();
+            order.sort_by(|&x, &y| row[y].total_cmp(&row[x]).then(x.cmp(&y)));
+            order.into_iter().take(k).map(|j| (j, row[j])).collect()
+        })
+        .collect()
+}
+
+/// Stars over the k-NN edges at or above `t`: centre by degree, then strength, then index.
+fn knn_star(lists: &[Vec<(usize, f32)>], t: f32) -> Vec<Vec<usize>> {
+    let n = lists.len();
+    let mut edges: Vec<(usize, usize, f32)> = Vec::new();
+    for (i, list) in lists.iter().enumerate() {
+        edges.extend(list.iter().filter(|e| e.1 >= t).map(|&(j, s)| (i.min(j), i.max(j), s)));
+    }
+    edges.sort_by_key(|e| (e.0, e.1));
+    edges.dedup_by(|a, b| (a.0, a.1) == (b.0, b.1));
+    let mut adjacency: Vec<Vec<usize>> = vec![Vec::new(); n];
+    let mut strength = vec![0f64; n];
+    for &(a, b, s) in &edges {
+        adjacency[a].push(b);
+        adjacency[b].push(a);
+        strength[a] += s as f64;
+        strength[b] += s as f64;
+    }
+    let mut order: Vec<usize> = (0..n).filter(|&i| !adjacency[i].is_empty()).collect();
+    order.sort_by(|&a, &b| {
+        adjacency[b].len().cmp(&adjacency[a].len()).then(strength[b].total_cmp(&strength[a])).then(a.cmp(&b))
+    });
+    let mut assigned = vec![false; n];
+    let mut groups = Vec::new();
+    for centre in order {
+        if assigned[centre] {
+            continue;
+        }
+        let members: Vec<usize> = adjacency[centre].iter().copied().filter(|&m| !assigned[m]).collect();
+        if members.is_empty() {
+            continue;
+        }
+        assigned[centre] = true;
+        for &m in &members {
+            assigned[m] = true;
+        }
+        groups.push(std::iter::once(centre).chain(members).collect());
+    }
+    groups
+}
+
+/// Global vectors of the horizontally flipped and the grayscale view of each item (the plain
+/// view is the stored vector). Unedited photos are the same files in both libraries: cached.
+fn tta_views(
+    encoder: &PixioEncoder,
+    lib: &Library,
+    cache: &mut HashMap<PathBuf, [Vec<f32>; 2]>,
+) -> anyhow::Result<Vec<[Vec<f32>; 2]>> {
+    let cacheable = |it: &Item| !matches!(it.role, Role::Edited(_));
+    let mut fresh: HashMap<usize, [Vec<f32>; 2]> = HashMap::new();
+    let todo: Vec<usize> =
+        (0..lib.items.len()).filter(|&i| !cacheable(&lib.items[i]) || !cache.contains_key(&lib.items[i].rel)).collect();
+    for chunk in todo.chunks(8) {
+        let mut inputs = Vec::with_capacity(2 * chunk.len());
+        for &i in chunk {
+            let img = decode_path(&lib.root.join(&lib.items[i].rel), DecodeLimits::default())?.image;
+            inputs.push(encoder.prepare(&img.fliph())?);
+            inputs.push(encoder.prepare(&DynamicImage::ImageRgb8(img.grayscale().to_rgb8()))?);
+        }
+        let mut out = encoder.embed(&inputs)?.into_iter();
+        for &i in chunk {
+            let mut next = || -> anyhow::Result<Vec<f32>> {
+                let (v, _) = out.next().ok_or_else(|| anyhow::anyhow!("missing output"))??;
+                Ok(v.as_slice().to_vec())
+            };
+            let views = [next()?, next()?];
+            if cacheable(&lib.items[i]) {
+                cache.insert(lib.items[i].rel.clone(), views.clone());
+            }
+            fresh.insert(i, views);
+        }
+    }
+    Ok((0..lib.items.len())
+        .map(|i| fresh.get(&i).cloned().unwrap_or_else(|| cache[&lib.items[i].rel].clone()))
+        .collect())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Report
+
+/// Score and predicted pairs at each point of a sweep.
+type Sweep = Vec<(Score, HashSet<(u32, u32)>)>;
+
+/// P is truncated, not rounded, so that a printed 0.980 really meets the precision floor.
+fn fmt(s: &Score) -> String {
+    format!("{:.3} | {:.3} | {:.3}", (s.p * 1000.0).floor() / 1000.0, s.r, s.f1)
+}
+
+fn scores(sweep: &Sweep) -> Vec<Score> {
+    sweep.iter().map(|s| s.0).collect()
+}
+
+/// One seed's sweeps: pixdex `find_duplicates`, CC over the cosines, star and CC over the TTA
+/// similarity (if measured), pHash, dHash; plus the cosine matrix.
+struct SeedResult {
+    star: Sweep,
+    cc: Sweep,
+    tta_star: Option<Sweep>,
+    tta_cc: Option<Sweep>,
+    phash: Sweep,
+    dhash: Sweep,
+    cos: Vec<f32>,
+    /// Thresholds at which the bench's k-NN star reproduces `find_duplicates` exactly.
+    reproduced: usize,
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let arg = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+    let originals: usize = arg("--originals").map(|s| s.parse()).transpose()?.unwrap_or(60);
+    let with_tta = args.iter().any(|a| a == "--tta");
+    let shared = std::env::var_os("PIXDEX_SHARED_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared"));
+    let photos = shared.join("data/photos");
+    let model = shared.join("data/models/pixio-s14-real");
+    if !model.is_dir() || !photos.join("manifest.csv").is_file() {
+        eprintln!("NOTE: no {} or {}; nothing to measure", model.display(), photos.display());
+        return Ok(());
+    }
+    let started = Instant::now();
+    let tmp = tempfile::tempdir()?;
+    let base = match arg("--keep") {
+        Some(dir) => {
+            fs::create_dir_all(&dir)?;
+            PathBuf::from(dir)
+        }
+        None => tmp.path().to_path_buf(),
+    };
+    let base = base.canonicalize()?;
+
+    // 1. Libraries.
+    let manifest = read_manifest(&photos)?;
+    let t = Instant::now();
+    let libs: Vec<Library> = SEEDS
+        .iter()
+        .map(|&(name, seed)| build_library(name, seed, &photos, &manifest, &base.join("lib").join(name), originals))
+        .collect::<anyhow::Result<_>>()?;
+    let generate_s = t.elapsed().as_secs_f64();
+
+    // 2. Index both libraries into one collection (seed B's unedited photos are copies of seed A's:
+    // the pipeline reuses their vectors).
+    let encoder = PixioEncoder::load(&WeightSource::Dir(model), &Device::Cpu, DType::F32)?;
+    let collection = Collection::open_or_create(&base.join("collection"), &encoder.collection_config())?;
+    let cancel = AtomicBool::new(false);
+    let t = Instant::now();
+    let mut index_lines = Vec::new();
+    for lib in &libs {
+        let options = IndexOptions {
+            crawl: CrawlOptions { roots: vec![lib.root.clone()], ..Default::default() },
+            ..Default::default()
+        };
+        let report = run_index_job(&collection, &encoder, &options, &NoProgress, &cancel)?;
+        anyhow::ensure!(report.failed.is_empty(), "failed: {:?}", report.failed);
+        index_lines.push(format!(
+            "seed {}: {} files, {} embedded, {} copied, {:.1} s",
+            lib.name,
+            report.found,
+            report.embedded,
+            report.copied,
+            report.elapsed.as_secs_f64()
+        ));
+    }
+    let index_s = t.elapsed().as_secs_f64();
+
+    // 3. Sweeps.
+    let thresholds: Vec<f32> = [9000, 9100, 9200, 9300]
+        .into_iter()
+        .chain((0..=20).map(|i| 9400 + 25 * i))
+        .chain([9950])
+        .map(|t| t as f32 / 10_000.0)
+        .collect();
+    let hammings: Vec<u32> = (0..=20).collect();
+    let (mut sweep_s, mut tta_s) = (0.0, 0.0);
+    let mut tta_cache = HashMap::new();
+    let mut results = Vec::new();
+    for lib in &libs {
+        let t = Instant::now();
+        let n = lib.items.len();
+        let prefix = format!("{}/", lib.root.display());
+        let index_of: HashMap<PathBuf, usize> =
+            lib.items.iter().enumerate().map(|(i, it)| (lib.root.join(&it.rel), i)).collect();
+        let mut ids: Vec<Option<ImageId>> = vec![None; n];
+        for entry in collection.records() {
+            let (id, record) = entry?;
+            if let Some(&i) = index_of.get(&record.path) {
+                ids[i] = Some(id);
+            }
+        }
+        let vectors: Vec<Vec<f32>> = ids
+            .iter()
+            .map(|id| {
+                let id = id.ok_or_else(|| anyhow::anyhow!("an image of seed {} was not indexed", lib.name))?;
+                let v = collection.global_vector(id)?.ok_or_else(|| anyhow::anyhow!("no vector"))?;
+                Ok(v.as_slice().to_vec())
+            })
+            .collect::<anyhow::Result<_>>()?;
+        let mut cos = vec![0f32; n * n];
+        for (i, row) in cos.chunks_mut(n).enumerate() {
+            for (j, c) in row.iter_mut().enumerate() {
+                *c = dot(&vectors[i], &vectors[j]);
+            }
+        }
+        let cc_sweep = |sim: &[f32]| -> Sweep {
+            thresholds
+                .iter()
+                .map(|&t| {
+                    let pairs = components(n, |i, j| sim[i * n + j] >= t);
+                    (score(&lib.truth, &pairs), pairs)
+                })
+                .collect()
+        };
+        let star_sweep = |sim: &[f32]| -> Sweep {
+            let lists = knn_lists(n, sim, DedupOptions::default().neighbours);
+            thresholds
+                .iter()
+                .map(|&t| {
+                    let pairs = group_pairs(n, &knn_star(&lists, t));
+                    (score(&lib.truth, &pairs), pairs)
+                })
+                .collect()
+        };
+        let star: Sweep = thresholds
+            .iter()
+            .map(|&threshold| {
+                let options = DedupOptions { threshold, path_prefix: Some(prefix.clone()), ..Default::default() };
+                let groups = collection.find_duplicates(&options, &|_: usize, _: usize| {}, &cancel, &mut |_| {})?;
+                let groups: Vec<Vec<usize>> = groups
+                    .iter()
+                    .map(|g| {
+                        g.members
+                            .iter()
+                            .map(|m| {
+                                index_of
+                                    .get(&m.record.path)
+                                    .copied()
+                                    .ok_or_else(|| anyhow::anyhow!("{} out of scope", m.record.path.display()))
+                            })
+                            .collect()
+                    })
+                    .collect::<anyhow::Result<_>>()?;
+                let pairs = group_pairs(n, &groups);
+                Ok((score(&lib.truth, &pairs), pairs))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        let reproduced = star.iter().zip(star_sweep(&cos)).filter(|(x, y)| x.1 == y.1).count();
+        let cc = cc_sweep(&cos);
+        let grays: Vec<GrayImage> = lib
+            .items
+            .iter()
+            .map(|it| Ok(image::open(lib.root.join(&it.rel))?.to_luma8()))
+            .collect::<anyhow::Result<_>>()?;
+        let hash_sweep = |h: &[u64]| -> Sweep {
+            hammings
+                .iter()
+                .map(|&t| {
+                    let pairs = components(n, |i, j| (h[i] ^ h[j]).count_ones() <= t);
+                    (score(&lib.truth, &pairs), pairs)
+                })
+                .collect()
+        };
+        let phash = hash_sweep(&grays.iter().map(phash).collect::<Vec<_>>());
+        let dhash = hash_sweep(&grays.iter().map(dhash).collect::<Vec<_>>());
+        sweep_s += t.elapsed().as_secs_f64();
+        let (mut tta_star, mut tta_cc) = (None, None);
+        if with_tta {
+            let t = Instant::now();
+            let views = tta_views(&encoder, lib, &mut tta_cache)?;
+            let mut sim = cos.clone();
+            for (i, row) in sim.chunks_mut(n).enumerate() {
+                for (j, s) in row.iter_mut().enumerate() {
+                    let (fi, gi) = (&views[i][0], &views[i][1]);
+                    let (fj, gj) = (&views[j][0], &views[j][1]);
+                    *s = s.max(dot(&vectors[i], fj)).max(dot(fi, &vectors[j])).max(dot(gi, gj));
+                }
+            }
+            tta_star = Some(star_sweep(&sim));
+            tta_cc = Some(cc_sweep(&sim));
+            tta_s += t.elapsed().as_secs_f64();
+        }
+        results.push(SeedResult { star, cc, tta_star, tta_cc, phash, dhash, cos, reproduced });
+    }
+    let (a, b) = (&results[0], &results[1]);
+
+    // 4. Report.
+    println!("# Near-duplicate quality: pixdex `find_duplicates` vs perceptual hashes\n");
+    for lib in &libs {
+        let count = |f: &dyn Fn(&Item) -> bool| lib.items.iter().filter(|i| f(i)).count();
+        println!(
+            "seed {}: {} images = {} originals + {} edits, {} in natural families, {} distractors ({} hard); {} truth pairs",
+            lib.name,
+            lib.items.len(),
+            count(&|i| i.role == Role::Original),
+            count(&|i| matches!(i.role, Role::Edited(_))),
+            count(&|i| matches!(i.role, Role::Natural(_))),
+            count(&|i| i.role == Role::Distractor),
+            count(&|i| i.role == Role::Distractor && is_hard_distractor(&i.rel.to_string_lossy())),
+            lib.truth.len()
+        );
+    }
+    for line in &index_lines {
+        println!("indexed {line}");
+    }
+    println!(
+        "time: generate {generate_s:.1} s, index {index_s:.1} s, sweeps {sweep_s:.1} s{} (ViT-S/14 real weights, CPU)",
+        if with_tta { format!(", TTA views + sweeps {tta_s:.1} s") } else { String::new() }
+    );
+    println!(
+        "check: the bench's k-NN star grouping reproduces find_duplicates at {}/{} (A) and {}/{} (B) thresholds\n",
+        a.reproduced,
+        thresholds.len(),
+        b.reproduced,
+        thresholds.len()
+    );
+
+    println!("## Cosine of the global vectors: pixdex `find_duplicates` (star, k = 10) and connected components\n");
+    let mut header =
+        "| threshold | star A: P | R | F1 | star B: P | R | F1 | CC A: P | R | F1 | CC B: P | R | F1 |".to_string();
+    let mut rule = "|---|---|---|---|---|---|---|---|---|---|---|---|---|".to_string();
+    if with_tta {
+        header += " TTA star A: P | R | F1 | TTA star B: P | R | F1 |";
+        rule += "---|---|---|---|---|---|";
+    }
+    println!("{header}\n{rule}");
+    for (i, t) in thresholds.iter().enumerate() {
+        let mut line = format!(
+            "| {t:.4} | {} | {} | {} | {} |",
+            fmt(&a.star[i].0),
+            fmt(&b.star[i].0),
+            fmt(&a.cc[i].0),
+            fmt(&b.cc[i].0)
+        );
+        if let (Some(x), Some(y)) = (&a.tta_star, &b.tta_star) {
+            line += &format!(" {} | {} |", fmt(&x[i].0), fmt(&y[i].0));
+        }
+        println!("{line}");
+    }
+    println!("\n## Perceptual hashes (64 bits, connected components over Hamming distance <= t)\n");
+    println!("| t | pHash A: P | R | F1 | pHash B: P | R | F1 | dHash A: P | R | F1 | dHash B: P | R | F1 |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for (i, t) in hammings.iter().enumerate() {
+        println!(
+            "| {t} | {} | {} | {} | {} |",
+            fmt(&a.phash[i].0),
+            fmt(&b.phash[i].0),
+            fmt(&a.dhash[i].0),
+            fmt(&b.dhash[i].0)
+        );
+    }
+
+    let (ti, ok) = choose(&scores(&a.star));
+    let (ci, _) = choose(&scores(&a.cc));
+    let (pi, _) = choose(&scores(&a.phash));
+    let (di, _) = choose(&scores(&a.dhash));
+    let tta_i = a.tta_star.as_ref().map(|s| choose(&scores(s)).0);
+    let tta_cc_i = a.tta_cc.as_ref().map(|s| choose(&scores(s)).0);
+    let default_i = thresholds.iter().position(|&t| (t - DEFAULT_NEAR_THRESHOLD).abs() < 1e-4);
+    let std_i = hammings.iter().position(|&t| t == STANDARD_HAMMING).expect("standard threshold in sweep");
+    println!("\n## Summary (thresholds chosen on seed A: max F1 with P >= {MIN_PRECISION}; B is held out)\n");
+    println!("| method | threshold | A: P | R | F1 | B: P | R | F1 |");
+    println!("|---|---|---|---|---|---|---|---|");
+    let row = |method: &str, thr: String, sa: &Score, sb: &Score| {
+        println!("| {method} | {thr} | {} | {} |", fmt(sa), fmt(sb));
+    };
+    row("**pixdex star (recommended)**", format!("**{:.4}**", thresholds[ti]), &a.star[ti].0, &b.star[ti].0);
+    if let Some(d) = default_i.filter(|&d| d != ti) {
+        row("pixdex star (current default)", format!("{:.4}", thresholds[d]), &a.star[d].0, &b.star[d].0);
+    }
+    row("cosine, CC at the same threshold", format!("{:.4}", thresholds[ti]), &a.cc[ti].0, &b.cc[ti].0);
+    row("cosine, CC tuned", format!("{:.4}", thresholds[ci]), &a.cc[ci].0, &b.cc[ci].0);
+    if let (Some(i), Some(x), Some(y)) = (tta_i, &a.tta_star, &b.tta_star) {
+        row("TTA cosine (flip + gray), star tuned", format!("{:.4}", thresholds[i]), &x[i].0, &y[i].0);
+    }
+    if let (Some(i), Some(x), Some(y)) = (tta_cc_i, &a.tta_cc, &b.tta_cc) {
+        row("TTA cosine (flip + gray), CC tuned", format!("{:.4}", thresholds[i]), &x[i].0, &y[i].0);
+    }
+    row("pHash tuned", format!("<= {}", hammings[pi]), &a.phash[pi].0, &b.phash[pi].0);
+    row("pHash standard", format!("<= {STANDARD_HAMMING}"), &a.phash[std_i].0, &b.phash[std_i].0);
+    row("dHash tuned", format!("<= {}", hammings[di]), &a.dhash[di].0, &b.dhash[di].0);
+    row("dHash standard", format!("<= {STANDARD_HAMMING}"), &a.dhash[std_i].0, &b.dhash[std_i].0);
+    let best_f1 = |s: &Sweep| s.iter().map(|s| s.0.f1).fold(0.0, f64::max);
+    let mut oracle = format!(
+        "\nOracle (best threshold per seed, no precision floor): pixdex star F1 A {:.3} / B {:.3}; CC A {:.3} / B {:.3}; pHash A {:.3} / B {:.3}",
+        best_f1(&a.star),
+        best_f1(&b.star),
+        best_f1(&a.cc),
+        best_f1(&b.cc),
+        best_f1(&a.phash),
+        best_f1(&b.phash)
+    );
+    if let (Some(x), Some(y)) = (&a.tta_star, &b.tta_star) {
+        oracle += &format!("; TTA star A {:.3} / B {:.3}", best_f1(x), best_f1(y));
+    }
+    println!("{oracle}");
+
+    // Recall per pair type.
+    let d = default_i.unwrap_or(ti);
+    let mut columns: Vec<(String, &Sweep, &Sweep, usize)> = vec![
+        (format!("star {:.4}", thresholds[ti]), &a.star, &b.star, ti),
+        (format!("star {:.4}", thresholds[d]), &a.star, &b.star, d),
+    ];
+    if let (Some(i), Some(x), Some(y)) = (tta_i, &a.tta_star, &b.tta_star) {
+        columns.push((format!("TTA star {:.4}", thresholds[i]), x, y, i));
+    }
+    columns.push((format!("pHash <= {}", hammings[pi]), &a.phash, &b.phash, pi));
+    println!("\n## Recall per pair type (A / B)\n");
+    let mut header = "| pair type | n A | n B |".to_string();
+    let mut rule = "|---|---|---|".to_string();
+    for (name, ..) in &columns {
+        header += &format!(" {name} A | B |");
+        rule += "---|---|";
+    }
+    println!("{header} cosine A: min | median |\n{rule}---|---|");
+    let types: Vec<[BTreeMap<String, (usize, usize)>; 2]> =
+        columns.iter().map(|(_, x, y, i)| [per_type(&libs[0], &x[*i].1), per_type(&libs[1], &y[*i].1)]).collect();
+    let mut names: Vec<&String> = types[0][0].keys().chain(types[0][1].keys()).collect();
+    names.sort();
+    names.dedup();
+    let n_a = libs[0].items.len();
+    for name in names {
+        let rec = |m: &BTreeMap<String, (usize, usize)>| {
+            m.get(name).map_or("-".to_string(), |&(n, f)| format!("{:.2}", f as f64 / n.max(1) as f64))
+        };
+        let count = |m: &BTreeMap<String, (usize, usize)>| m.get(name).map_or(0, |c| c.0);
+        let mut line = format!("| {name} | {} | {} |", count(&types[0][0]), count(&types[0][1]));
+        for [x, y] in &types {
+            line += &format!(" {} | {} |", rec(x), rec(y));
+        }
+        let mut cosines: Vec<f32> = libs[0]
+            .pair_type
+            .iter()
+            .filter(|(_, t)| *t == name)
+            .map(|(&(x, y), _)| a.cos[x as usize * n_a + y as usize])
+            .collect();
+        cosines.sort_by(f32::total_cmp);
+        let (min, median) = cosines.first().map_or((f32::NAN, f32::NAN), |&m| (m, cosines[cosines.len() / 2]));
+        println!("{line} {min:.3} | {median:.3} |");
+    }
+
+    // False pairs at the recommended threshold, and the closest non-duplicates.
+    for (lib, res) in libs.iter().zip(&results) {
+        let n = lib.items.len();
+        let short = |k: usize| lib.items[k].rel.file_stem().unwrap_or_default().to_string_lossy().into_owned();
+        let mut wrong: Vec<(f32, usize, usize)> = res.star[ti]
+            .1
+            .difference(&lib.truth)
+            .map(|&(x, y)| (res.cos[x as usize * n + y as usize], x as usize, y as usize))
+            .collect();
+        wrong.sort_by(|p, q| q.0.total_cmp(&p.0).then((p.1, p.2).cmp(&(q.1, q.2))));
+        let line: Vec<String> =
+            wrong.iter().take(8).map(|&(c, i, j)| format!("{} ~ {} {c:.3}", short(i), short(j))).collect();
+        println!("\nseed {}: {} false pairs at {:.4}: {}", lib.name, wrong.len(), thresholds[ti], line.join("; "));
+        let mut closest: Vec<(f32, usize, usize)> = (0..n)
+            .flat_map(|i| (i + 1..n).map(move |j| (i, j)))
+            .filter(|&(i, j)| !lib.truth.contains(&pair(i, j)))
+            .map(|(i, j)| (res.cos[i * n + j], i, j))
+            .collect();
+        closest.sort_by(|p, q| q.0.total_cmp(&p.0));
+        let line: Vec<String> =
+            closest.iter().take(6).map(|&(c, i, j)| format!("{} ~ {} {c:.3}", short(i), short(j))).collect();
+        println!("  closest non-duplicates (cosine): {}", line.join("; "));
+    }
+
+    println!(
+        "\n**Recommended default near-duplicate threshold: {:.4}** (seed A: P / R / F1 {}{}; held-out seed B: {}; current DEFAULT_NEAR_THRESHOLD = {})",
+        thresholds[ti],
+        fmt(&a.star[ti].0).replace(" | ", " / "),
+        if ok { "" } else { ", no threshold reached the precision floor: max F1" },
+        fmt(&b.star[ti].0).replace(" | ", " / "),
+        DEFAULT_NEAR_THRESHOLD
+    );
+    println!("total {:.1} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
