@@ -275,6 +275,7 @@ impl Collection {
         let k = options.neighbours.max(1);
         let done = AtomicUsize::new(0);
         let use_graph = self.vector_count() >= EXACT_SCAN_BELOW;
+        let unfiltered = n == self.vector_count();
         let index = self.index.read();
         let neighbour_lists: Vec<Vec<(u32, f32)>> = (0..n)
             .into_par_iter()
@@ -284,9 +285,12 @@ impl Collection {
                 }
                 let q = vector(i);
                 let found: Vec<(u32, f32)> = if use_graph {
+                    // Without a scope or hidden copies every live id qualifies: no filter, which
+                    // keeps hnsw_rs on its faster unfiltered search.
                     let keep = |id: u64| position.contains_key(&id);
+                    let keep: Option<&(dyn Fn(u64) -> bool + Sync)> = if unfiltered { None } else { Some(&keep) };
                     index
-                        .search_where(q, k + 1, (4 * (k + 1)).max(64), Some(&keep))
+                        .search_where(q, k + 1, (4 * (k + 1)).max(64), keep)
                         .into_iter()
                         .filter_map(|(id, _)| position.get(&id).map(|&j| (j, dot(q, vector(j as usize)))))
                         .collect()
