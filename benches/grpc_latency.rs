@@ -398,7 +398,7 @@ fn main() -> anyhow::Result<()> {
         if listener_nodelay {
             "TCP_NODELAY set on the listener (--listener-nodelay)"
         } else {
-            "as `serve` leaves them (Nagle on: tonic ignores tcp_nodelay for a TcpListenerStream)"
+            "as `serve` leaves them (TCP_NODELAY on accepted connections)"
         }
     );
     println!(
@@ -468,7 +468,7 @@ fn main() -> anyhow::Result<()> {
     }
     let c = vector_count;
     println!(
-        "| of which `vector_count()` (sled `Tree::len`, a scan) | 1 | {} | {} | {} | {:.0} |",
+        "| of which `vector_count()` (O(1): the graph's live count) | 1 | {} | {} | {} | {:.0} |",
         c.n,
         ms(c.p50),
         ms(c.p99),
