@@ -5,6 +5,7 @@
 //!
 //! `cargo bench -p pixdex-benches --bench dedup_scale -- [--n 100000] [--dim 384] [--clusters 2000] [--reference 10000]`
 
+use pixdex_benches::{arg, random_unit};
 use pixdex_core::{
     Collection, CollectionConfig, DedupOptions, DuplicateKind, Embedding, ImageRecord, ImageStatus, NewImage,
     PatchCodec, UnitVector,
@@ -14,20 +15,6 @@ use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
-
-fn arg(args: &[String], flag: &str, default: usize) -> usize {
-    args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).and_then(|s| s.parse().ok()).unwrap_or(default)
-}
-
-fn random_unit(rng: &mut impl Rng, dim: usize) -> UnitVector {
-    let v = (0..dim)
-        .map(|_| {
-            let (u1, u2): (f64, f64) = (rng.random_range(1e-12..1.0), rng.random());
-            ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
-        })
-        .collect();
-    UnitVector::new(v).expect("non-zero")
-}
 
 fn mix(a: &UnitVector, b: &UnitVector, amount: f32) -> UnitVector {
     UnitVector::new(a.as_slice().iter().zip(b.as_slice()).map(|(x, y)| x + amount * y).collect()).expect("non-zero")

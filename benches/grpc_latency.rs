@@ -24,6 +24,7 @@
 
 use anyhow::Context;
 use pixdex_benches::cpu_seconds;
+use pixdex_benches::random_unit;
 use pixdex_core::{
     Collection, EXACT_SCAN_BELOW, Embedding, ImageId, ImageRecord, ImageStatus, NewImage, SimilarQuery, UnitVector,
 };
@@ -76,16 +77,6 @@ fn summarize(mut latencies: Vec<f64>, wall: f64) -> Summary {
 /// Requests of `total` that worker `i` of `workers` makes.
 fn share(total: usize, workers: usize, i: usize) -> usize {
     total / workers + usize::from(i < total % workers)
-}
-
-fn random_unit(rng: &mut impl Rng, dim: usize) -> UnitVector {
-    let v = (0..dim)
-        .map(|_| {
-            let (u1, u2): (f64, f64) = (rng.random_range(1e-12..1.0), rng.random());
-            ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
-        })
-        .collect();
-    UnitVector::new(v).expect("non-zero")
 }
 
 /// `n` random vectors clustered around `clusters` centres (as in `hnsw_recall`), with fake paths.

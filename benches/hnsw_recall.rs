@@ -5,6 +5,7 @@
 //!
 //! `cargo bench -p pixdex-benches --bench hnsw_recall -- [--n 100000] [--dim 384] [--queries 200] [--clusters 2000]`
 
+use pixdex_benches::{arg, random_unit};
 use pixdex_core::{
     Collection, CollectionConfig, Embedding, ImageRecord, ImageStatus, NewImage, PatchCodec, UnitVector,
 };
@@ -14,20 +15,6 @@ use std::time::Instant;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-fn arg(args: &[String], flag: &str, default: usize) -> usize {
-    args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).and_then(|s| s.parse().ok()).unwrap_or(default)
-}
-
-fn random_unit(rng: &mut impl Rng, dim: usize) -> UnitVector {
-    let v = (0..dim)
-        .map(|_| {
-            let (u1, u2): (f64, f64) = (rng.random_range(1e-12..1.0), rng.random());
-            ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
-        })
-        .collect();
-    UnitVector::new(v).expect("non-zero")
-}
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();

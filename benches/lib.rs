@@ -87,3 +87,19 @@ pub fn random_hub_tensors(cfg: &pixio::Config) -> anyhow::Result<HashMap<String,
     put("layernorm.bias".into(), &[h], 0.02)?;
     Ok(t)
 }
+
+/// The value after `flag` in `args`, parsed as a count, or `default`.
+pub fn arg(args: &[String], flag: &str, default: usize) -> usize {
+    args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).and_then(|s| s.parse().ok()).unwrap_or(default)
+}
+
+/// A random direction, uniform on the sphere (Box–Muller normals, normalised).
+pub fn random_unit(rng: &mut impl rand::Rng, dim: usize) -> pixdex_core::UnitVector {
+    let v = (0..dim)
+        .map(|_| {
+            let (u1, u2): (f64, f64) = (rng.random_range(1e-12..1.0), rng.random());
+            ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
+        })
+        .collect();
+    pixdex_core::UnitVector::new(v).expect("non-zero")
+}
