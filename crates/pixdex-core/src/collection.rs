@@ -174,7 +174,19 @@ impl Collection {
             });
         }
         std::fs::create_dir_all(dir).map_err(|source| Error::Io { path: dir.to_path_buf(), source })?;
-        let db = sled::Config::new().path(dir.join("db")).cache_capacity(256 << 20).open().map_err(&err)?;
+        // sled releases its file lock only when its background flusher drops the last handle,
+        // a little after the previous `Collection` in this process was dropped: retry briefly
+        // before reporting the collection as locked.
+        let mut attempts = 0;
+        let db = loop {
+            match sled::Config::new().path(dir.join("db")).cache_capacity(256 << 20).open().map_err(&err) {
+                Err(Error::Locked { .. }) if attempts < 20 => {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                other => break other?,
+            }
+        };
         let tree = |name: &str| db.open_tree(name).map_err(&err);
         let (images, by_path, by_hash, global, patches, meta) = (
             tree(schema::IMAGES)?,
