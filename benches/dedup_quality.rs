@@ -13,24 +13,27 @@
 //! * every other photo as a distractor, including the hard ones (different coins, thyme and
 //!   lavender, two firemen, bears), which are never chosen as originals.
 //!
-//! Both libraries are indexed into one collection with the real pipeline and the real-weights
-//! ViT-S/14, then scored separately (`path_prefix`). Metric: pairwise precision / recall / F1 over
-//! all unordered pairs inside the predicted groups (exact + near; groups sharing an image are
-//! merged); the truth is every pair inside each family. Thresholds are chosen on seed A (max F1
-//! with P >= 0.98, else max F1) and reported unchanged on seed B.
+//! Both libraries are indexed into one collection with the real pipeline (three views per image)
+//! and the real-weights ViT-S/14, then scored separately (`path_prefix`). Metric: pairwise
+//! precision / recall / F1 over all unordered pairs inside the predicted groups (exact + near;
+//! groups sharing an image are merged); the truth is every pair inside each family.
 //!
-//! With `--tta`, also the note's test-time augmentation of the global descriptor (max of the
-//! cosines between plain, horizontally flipped and grayscale views; two extra forward passes per
-//! image, 2-3 more minutes on 2 cores), grouped by the same k-NN star rule.
+//! Every candidate pair (k-NN by plain cosine down to `DEFAULT_VERIFY_FROM`) is scored once with
+//! `Collection::compare_images`; the similarity and geometry thresholds are then swept with the
+//! same star rule as pixdex-core, chosen on seed A (max F1 with P >= 0.98) and reported unchanged
+//! on seed B. `find_duplicates` itself runs at the defaults, and the run checks that the sweep
+//! reproduces it. Beside it: the plain cosine (pixdex before views), the views without patch
+//! verification, and pHash / dHash.
 //!
-//! `PIXDEX_SHARED_DIR=/work/shared cargo bench -p pixdex-benches --bench dedup_quality -- [--originals N] [--tta] [--keep DIR]`
+//! `PIXDEX_SHARED_DIR=/work/shared cargo bench -p pixdex-benches --bench dedup_quality -- [--originals N] [--keep DIR]`
 
 use image::codecs::jpeg::JpegEncoder;
 use image::imageops::FilterType;
 use image::{DynamicImage, GrayImage, Rgb, RgbImage};
-use pixdex_core::{Collection, DEFAULT_NEAR_THRESHOLD, DedupOptions, ImageId};
+use pixdex_core::{
+    Collection, DEFAULT_MIN_GEOMETRY, DEFAULT_NEAR_THRESHOLD, DEFAULT_VERIFY_FROM, DedupOptions, DedupPhase, ImageId,
+};
 use pixdex_indexer::crawl::CrawlOptions;
-use pixdex_indexer::decode::{DecodeLimits, decode_path};
 use pixdex_indexer::encoder::PixioEncoder;
 use pixdex_indexer::pipeline::{IndexOptions, NoProgress, run_index_job};
 use pixio::{DType, Device, WeightSource};
@@ -45,6 +48,14 @@ use std::time::Instant;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Weights of the geometry in the linear rule `similarity + w · geometry >= c`.
+const WEIGHTS: [f32; 7] = [0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5];
+/// Cuts `c` of the linear rule.
+const LINEAR_CUTS: [f32; 29] = [
+    0.96, 0.9625, 0.965, 0.9675, 0.97, 0.9725, 0.975, 0.9775, 0.98, 0.9825, 0.985, 0.9875, 0.99, 0.9925, 0.995, 0.9975,
+    1.0, 1.0025, 1.005, 1.0075, 1.01, 1.0125, 1.015, 1.0175, 1.02, 1.025, 1.03, 1.035, 1.04,
+];
 
 /// Seed A chooses the thresholds; seed B checks them.
 const SEEDS: [(&str, u64); 2] = [("A", 0xA11CE), ("B", 0xB0B)];
@@ -513,9 +524,9 @@ fn dhash(gray: &GrayImage) -> u64 {
 }
 
 // ---------------------------------------------------------------------------------------------
-// k-NN star grouping over any similarity (for the TTA similarity, which `find_duplicates` cannot
-// take): the same rule as pixdex-core's `star_groups`, checked against `find_duplicates` on the
-// plain cosine in every run.
+// Star grouping over k-NN candidate edges: the same rule as pixdex-core's `star_groups`, so that
+// a whole sweep of parameters costs one scoring pass; every run checks it against
+// `find_duplicates` at the parameters it reports.
 
 /// Each item's `k` most similar other items, best first.
 fn knn_lists(n: usize, sim: &[f32], k: usize) -> Vec<Vec<(usize, f32)>> {
@@ -529,13 +540,8 @@ fn knn_lists(n: usize, sim: &[f32], k: usize) -> Vec<Vec<(usize, f32)>> {
         .collect()
 }
 
-/// Stars over the k-NN edges at or above `t`: centre by degree, then strength, then index.
-fn knn_star(lists: &[Vec<(usize, f32)>], t: f32) -> Vec<Vec<usize>> {
-    let n = lists.len();
-    let mut edges: Vec<(usize, usize, f32)> = Vec::new();
-    for (i, list) in lists.iter().enumerate() {
-        edges.extend(list.iter().filter(|e| e.1 >= t).map(|&(j, s)| (i.min(j), i.max(j), s)));
-    }
+/// Stars over weighted edges: centre by degree, then strength, then index.
+fn star(n: usize, mut edges: Vec<(usize, usize, f32)>) -> Vec<Vec<usize>> {
     edges.sort_by_key(|e| (e.0, e.1));
     edges.dedup_by(|a, b| (a.0, a.1) == (b.0, b.1));
     let mut adjacency: Vec<Vec<usize>> = vec![Vec::new(); n];
@@ -556,7 +562,9 @@ fn knn_star(lists: &[Vec<(usize, f32)>], t: f32) -> Vec<Vec<usize>> {
         if assigned[centre] {
             continue;
         }
-        let members: Vec<usize> = adjacency[centre].iter().copied().filter(|&m| !assigned[m]).collect();
+        let mut members: Vec<usize> = adjacency[centre].iter().copied().filter(|&m| !assigned[m]).collect();
+        members.sort_unstable();
+        members.dedup();
         if members.is_empty() {
             continue;
         }
@@ -569,47 +577,49 @@ fn knn_star(lists: &[Vec<(usize, f32)>], t: f32) -> Vec<Vec<usize>> {
     groups
 }
 
-/// Global vectors of the horizontally flipped and the grayscale view of each item (the plain
-/// view is the stored vector). Unedited photos are the same files in both libraries: cached.
-fn tta_views(
-    encoder: &PixioEncoder,
-    lib: &Library,
-    cache: &mut HashMap<PathBuf, [Vec<f32>; 2]>,
-) -> anyhow::Result<Vec<[Vec<f32>; 2]>> {
-    let cacheable = |it: &Item| !matches!(it.role, Role::Edited(_));
-    let mut fresh: HashMap<usize, [Vec<f32>; 2]> = HashMap::new();
-    let todo: Vec<usize> =
-        (0..lib.items.len()).filter(|&i| !cacheable(&lib.items[i]) || !cache.contains_key(&lib.items[i].rel)).collect();
-    for chunk in todo.chunks(8) {
-        let mut inputs = Vec::with_capacity(2 * chunk.len());
-        for &i in chunk {
-            let img = decode_path(&lib.root.join(&lib.items[i].rel), DecodeLimits::default())?.image;
-            inputs.push(encoder.prepare(&img.fliph())?);
-            inputs.push(encoder.prepare(&DynamicImage::ImageRgb8(img.grayscale().to_rgb8()))?);
-        }
-        let mut out = encoder.embed(&inputs)?.into_iter();
-        for &i in chunk {
-            let mut next = || -> anyhow::Result<Vec<f32>> {
-                let (v, _) = out.next().ok_or_else(|| anyhow::anyhow!("missing output"))??;
-                Ok(v.as_slice().to_vec())
-            };
-            let views = [next()?, next()?];
-            if cacheable(&lib.items[i]) {
-                cache.insert(lib.items[i].rel.clone(), views.clone());
-            }
-            fresh.insert(i, views);
-        }
+/// Stars over the k-NN edges at or above `t` of one similarity.
+fn knn_star(lists: &[Vec<(usize, f32)>], t: f32) -> Vec<Vec<usize>> {
+    let mut edges = Vec::new();
+    for (i, list) in lists.iter().enumerate() {
+        edges.extend(list.iter().filter(|e| e.1 >= t).map(|&(j, s)| (i.min(j), i.max(j), s)));
     }
-    Ok((0..lib.items.len())
-        .map(|i| fresh.get(&i).cloned().unwrap_or_else(|| cache[&lib.items[i].rel].clone()))
-        .collect())
+    star(lists.len(), edges)
+}
+
+/// A candidate pair as pixdex scores it: similarity over the views, patch geometry.
+#[derive(Debug, Clone, Copy)]
+struct Candidate {
+    a: usize,
+    b: usize,
+    similarity: f32,
+    geometry: f32,
+}
+
+/// Stars over the candidates accepted by `similarity + w · geometry >= c`.
+fn linear_star(n: usize, candidates: &[Candidate], w: f32, c: f32) -> Vec<Vec<usize>> {
+    let edges =
+        candidates.iter().filter(|x| x.similarity + w * x.geometry >= c).map(|x| (x.a, x.b, x.similarity)).collect();
+    star(n, edges)
+}
+
+/// Stars over the candidates accepted by `similarity >= t || geometry >= g`.
+fn rule_star(n: usize, candidates: &[Candidate], t: f32, g: Option<f32>) -> Vec<Vec<usize>> {
+    let edges = candidates
+        .iter()
+        .filter(|c| c.similarity >= t || g.is_some_and(|g| c.geometry >= g))
+        .map(|c| (c.a, c.b, c.similarity))
+        .collect();
+    star(n, edges)
 }
 
 // ---------------------------------------------------------------------------------------------
 // Report
 
+/// Predicted (or true) pairs of item indices, smaller first.
+type Pairs = HashSet<(u32, u32)>;
+
 /// Score and predicted pairs at each point of a sweep.
-type Sweep = Vec<(Score, HashSet<(u32, u32)>)>;
+type Sweep = Vec<(Score, Pairs)>;
 
 /// P is truncated, not rounded, so that a printed 0.980 really meets the precision floor.
 fn fmt(s: &Score) -> String {
@@ -620,18 +630,27 @@ fn scores(sweep: &Sweep) -> Vec<Score> {
     sweep.iter().map(|s| s.0).collect()
 }
 
-/// One seed's sweeps: pixdex `find_duplicates`, CC over the cosines, star and CC over the TTA
-/// similarity (if measured), pHash, dHash; plus the cosine matrix.
+/// One seed's results.
 struct SeedResult {
-    star: Sweep,
-    cc: Sweep,
-    tta_star: Option<Sweep>,
-    tta_cc: Option<Sweep>,
+    /// Star over the plain cosine (pixdex before views and verification), per threshold.
+    plain_star: Sweep,
+    /// Connected components over the plain cosine, per threshold.
+    plain_cc: Sweep,
+    /// Star over the similarity across views, no verification, per threshold.
+    views_star: Sweep,
+    /// Views and verification: per geometry threshold, per similarity threshold.
+    verified: Vec<Sweep>,
+    /// `similarity + w · geometry >= c`: per weight, per cut.
+    linear: Vec<Vec<Score>>,
     phash: Sweep,
     dhash: Sweep,
+    /// The plain cosine matrix.
     cos: Vec<f32>,
-    /// Thresholds at which the bench's k-NN star reproduces `find_duplicates` exactly.
-    reproduced: usize,
+    candidates: Vec<Candidate>,
+    /// The real `find_duplicates` at the defaults: score, pairs, seconds.
+    default_run: (Score, HashSet<(u32, u32)>, f64),
+    /// Seconds to score the candidates (similarity over views and both geometries).
+    scoring_s: f64,
 }
 
 fn dot(a: &[f32], b: &[f32]) -> f32 {
@@ -642,7 +661,6 @@ fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let arg = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
     let originals: usize = arg("--originals").map(|s| s.parse()).transpose()?.unwrap_or(60);
-    let with_tta = args.iter().any(|a| a == "--tta");
     let shared = std::env::var_os("PIXDEX_SHARED_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared"));
@@ -697,19 +715,19 @@ fn main() -> anyhow::Result<()> {
     }
     let index_s = t.elapsed().as_secs_f64();
 
-    // 3. Sweeps.
+    // 3. Scores and sweeps.
     let thresholds: Vec<f32> = [9000, 9100, 9200, 9300]
         .into_iter()
         .chain((0..=20).map(|i| 9400 + 25 * i))
-        .chain([9950])
+        .chain([9950, 10_100])
         .map(|t| t as f32 / 10_000.0)
         .collect();
+    let geometries: Vec<f32> =
+        [4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 16, 18, 20, 25].map(|g| g as f32 / 100.0).to_vec();
     let hammings: Vec<u32> = (0..=20).collect();
-    let (mut sweep_s, mut tta_s) = (0.0, 0.0);
-    let mut tta_cache = HashMap::new();
+    let k: usize = arg("--neighbours").map(|s| s.parse()).transpose()?.unwrap_or(DedupOptions::default().neighbours);
     let mut results = Vec::new();
     for lib in &libs {
-        let t = Instant::now();
         let n = lib.items.len();
         let prefix = format!("{}/", lib.root.display());
         let index_of: HashMap<PathBuf, usize> =
@@ -721,12 +739,14 @@ fn main() -> anyhow::Result<()> {
                 ids[i] = Some(id);
             }
         }
+        let ids: Vec<ImageId> = ids
+            .into_iter()
+            .map(|id| id.ok_or_else(|| anyhow::anyhow!("an image of seed {} was not indexed", lib.name)))
+            .collect::<anyhow::Result<_>>()?;
         let vectors: Vec<Vec<f32>> = ids
             .iter()
-            .map(|id| {
-                let id = id.ok_or_else(|| anyhow::anyhow!("an image of seed {} was not indexed", lib.name))?;
-                let v = collection.global_vector(id)?.ok_or_else(|| anyhow::anyhow!("no vector"))?;
-                Ok(v.as_slice().to_vec())
+            .map(|&id| {
+                Ok(collection.global_vector(id)?.ok_or_else(|| anyhow::anyhow!("no vector"))?.as_slice().to_vec())
             })
             .collect::<anyhow::Result<_>>()?;
         let mut cos = vec![0f32; n * n];
@@ -735,50 +755,97 @@ fn main() -> anyhow::Result<()> {
                 *c = dot(&vectors[i], &vectors[j]);
             }
         }
-        let cc_sweep = |sim: &[f32]| -> Sweep {
-            thresholds
-                .iter()
-                .map(|&t| {
-                    let pairs = components(n, |i, j| sim[i * n + j] >= t);
-                    (score(&lib.truth, &pairs), pairs)
-                })
-                .collect()
-        };
-        let star_sweep = |sim: &[f32]| -> Sweep {
-            let lists = knn_lists(n, sim, DedupOptions::default().neighbours);
-            thresholds
-                .iter()
-                .map(|&t| {
-                    let pairs = group_pairs(n, &knn_star(&lists, t));
-                    (score(&lib.truth, &pairs), pairs)
-                })
-                .collect()
-        };
-        let star: Sweep = thresholds
+        let lists = knn_lists(n, &cos, k);
+        let plain_star: Sweep = thresholds
             .iter()
-            .map(|&threshold| {
-                let options = DedupOptions { threshold, path_prefix: Some(prefix.clone()), ..Default::default() };
-                let groups = collection.find_duplicates(&options, &|_: usize, _: usize| {}, &cancel, &mut |_| {})?;
-                let groups: Vec<Vec<usize>> = groups
-                    .iter()
-                    .map(|g| {
-                        g.members
-                            .iter()
-                            .map(|m| {
-                                index_of
-                                    .get(&m.record.path)
-                                    .copied()
-                                    .ok_or_else(|| anyhow::anyhow!("{} out of scope", m.record.path.display()))
-                            })
-                            .collect()
-                    })
-                    .collect::<anyhow::Result<_>>()?;
-                let pairs = group_pairs(n, &groups);
-                Ok((score(&lib.truth, &pairs), pairs))
+            .map(|&t| {
+                let pairs = group_pairs(n, &knn_star(&lists, t));
+                (score(&lib.truth, &pairs), pairs)
+            })
+            .collect();
+        let plain_cc: Sweep = thresholds
+            .iter()
+            .map(|&t| {
+                let pairs = components(n, |i, j| cos[i * n + j] >= t);
+                (score(&lib.truth, &pairs), pairs)
+            })
+            .collect();
+
+        // Candidates as find_duplicates takes them: the k nearest plain vectors to each image's
+        // plain, mirrored and grayscale vectors, down to the floor.
+        let t = Instant::now();
+        let mut queries: Vec<Vec<f32>> = Vec::with_capacity(2 * n);
+        for &id in &ids {
+            let (f, g) = collection.view_vectors(id)?.ok_or_else(|| anyhow::anyhow!("no views stored"))?;
+            queries.extend([f.as_slice().to_vec(), g.as_slice().to_vec()]);
+        }
+        let mut pairs: Vec<(usize, usize)> = Vec::new();
+        for i in 0..n {
+            for q in [&vectors[i], &queries[2 * i], &queries[2 * i + 1]] {
+                let mut row: Vec<(usize, f32)> = (0..n).map(|j| (j, dot(q, &vectors[j]))).collect();
+                row.sort_by(|x, y| y.1.total_cmp(&x.1).then(x.0.cmp(&y.0)));
+                pairs.extend(
+                    row.into_iter()
+                        .take(k + 1)
+                        .filter(|&(j, s)| j != i && s >= DEFAULT_VERIFY_FROM)
+                        .map(|(j, _)| (i.min(j), i.max(j))),
+                );
+            }
+        }
+        pairs.sort_unstable();
+        pairs.dedup();
+        let candidates: Vec<Candidate> = pairs
+            .into_iter()
+            .map(|(a, b)| {
+                let c = collection.compare_images(ids[a], ids[b])?.ok_or_else(|| anyhow::anyhow!("no vectors"))?;
+                Ok(Candidate { a, b, similarity: c.similarity, geometry: c.geometry.unwrap_or(0.0) })
             })
             .collect::<anyhow::Result<_>>()?;
-        let reproduced = star.iter().zip(star_sweep(&cos)).filter(|(x, y)| x.1 == y.1).count();
-        let cc = cc_sweep(&cos);
+        let scoring_s = t.elapsed().as_secs_f64();
+        let sweep = |g: Option<f32>| -> Sweep {
+            thresholds
+                .iter()
+                .map(|&t| {
+                    let pairs = group_pairs(n, &rule_star(n, &candidates, t, g));
+                    (score(&lib.truth, &pairs), pairs)
+                })
+                .collect()
+        };
+        let views_star = sweep(None);
+        let linear: Vec<Vec<Score>> = WEIGHTS
+            .iter()
+            .map(|&w| {
+                LINEAR_CUTS
+                    .iter()
+                    .map(|&c| score(&lib.truth, &group_pairs(n, &linear_star(n, &candidates, w, c))))
+                    .collect()
+            })
+            .collect();
+        let verified: Vec<Sweep> = geometries.iter().map(|&g| sweep(Some(g))).collect();
+
+        // The real thing at the defaults.
+        let t = Instant::now();
+        let options = DedupOptions { path_prefix: Some(prefix.clone()), neighbours: k, ..Default::default() };
+        let groups =
+            collection.find_duplicates(&options, &|_: DedupPhase, _: usize, _: usize| {}, &cancel, &mut |_| {})?;
+        let default_s = t.elapsed().as_secs_f64();
+        let groups: Vec<Vec<usize>> = groups
+            .iter()
+            .map(|g| {
+                g.members
+                    .iter()
+                    .map(|m| {
+                        index_of
+                            .get(&m.record.path)
+                            .copied()
+                            .ok_or_else(|| anyhow::anyhow!("{} out of scope", m.record.path.display()))
+                    })
+                    .collect()
+            })
+            .collect::<anyhow::Result<_>>()?;
+        let default_pairs = group_pairs(n, &groups);
+        let default_run = (score(&lib.truth, &default_pairs), default_pairs, default_s);
+
         let grays: Vec<GrayImage> = lib
             .items
             .iter()
@@ -795,24 +862,19 @@ fn main() -> anyhow::Result<()> {
         };
         let phash = hash_sweep(&grays.iter().map(phash).collect::<Vec<_>>());
         let dhash = hash_sweep(&grays.iter().map(dhash).collect::<Vec<_>>());
-        sweep_s += t.elapsed().as_secs_f64();
-        let (mut tta_star, mut tta_cc) = (None, None);
-        if with_tta {
-            let t = Instant::now();
-            let views = tta_views(&encoder, lib, &mut tta_cache)?;
-            let mut sim = cos.clone();
-            for (i, row) in sim.chunks_mut(n).enumerate() {
-                for (j, s) in row.iter_mut().enumerate() {
-                    let (fi, gi) = (&views[i][0], &views[i][1]);
-                    let (fj, gj) = (&views[j][0], &views[j][1]);
-                    *s = s.max(dot(&vectors[i], fj)).max(dot(fi, &vectors[j])).max(dot(gi, gj));
-                }
-            }
-            tta_star = Some(star_sweep(&sim));
-            tta_cc = Some(cc_sweep(&sim));
-            tta_s += t.elapsed().as_secs_f64();
-        }
-        results.push(SeedResult { star, cc, tta_star, tta_cc, phash, dhash, cos, reproduced });
+        results.push(SeedResult {
+            plain_star,
+            plain_cc,
+            views_star,
+            verified,
+            linear,
+            phash,
+            dhash,
+            cos,
+            candidates,
+            default_run,
+            scoring_s,
+        });
     }
     let (a, b) = (&results[0], &results[1]);
 
@@ -835,39 +897,132 @@ fn main() -> anyhow::Result<()> {
     for line in &index_lines {
         println!("indexed {line}");
     }
-    println!(
-        "time: generate {generate_s:.1} s, index {index_s:.1} s, sweeps {sweep_s:.1} s{} (ViT-S/14 real weights, CPU)",
-        if with_tta { format!(", TTA views + sweeps {tta_s:.1} s") } else { String::new() }
-    );
-    println!(
-        "check: the bench's k-NN star grouping reproduces find_duplicates at {}/{} (A) and {}/{} (B) thresholds\n",
-        a.reproduced,
-        thresholds.len(),
-        b.reproduced,
-        thresholds.len()
-    );
+    println!("time: generate {generate_s:.1} s, index {index_s:.1} s (ViT-S/14 real weights, CPU, 3 views per image)");
+    for (lib, r) in libs.iter().zip(&results) {
+        let n = lib.items.len();
+        println!(
+            "seed {}: {} candidate pairs ({:.1} per image); scoring all of them (views + both geometries) {:.2} s = {:.2} ms/pair; find_duplicates at the defaults {:.2} s",
+            lib.name,
+            r.candidates.len(),
+            r.candidates.len() as f64 / n as f64,
+            r.scoring_s,
+            1000.0 * r.scoring_s / r.candidates.len().max(1) as f64,
+            r.default_run.2
+        );
+    }
 
-    println!("## Cosine of the global vectors: pixdex `find_duplicates` (star, k = 10) and connected components\n");
-    let mut header =
-        "| threshold | star A: P | R | F1 | star B: P | R | F1 | CC A: P | R | F1 | CC B: P | R | F1 |".to_string();
-    let mut rule = "|---|---|---|---|---|---|---|---|---|---|---|---|---|".to_string();
-    if with_tta {
-        header += " TTA star A: P | R | F1 | TTA star B: P | R | F1 |";
-        rule += "---|---|---|---|---|---|";
+    // Parameters chosen on A: max F1 with P >= MIN_PRECISION.
+    let grid: Vec<(usize, usize)> =
+        (0..geometries.len()).flat_map(|g| (0..thresholds.len()).map(move |t| (g, t))).collect();
+    let grid_scores: Vec<Score> = grid.iter().map(|&(g, t)| a.verified[g][t].0).collect();
+    let (best, ok) = choose(&grid_scores);
+    let (bg, bt) = grid[best];
+    let (pi, _) = choose(&scores(&a.plain_star));
+    let (ci, _) = choose(&scores(&a.plain_cc));
+    let (vi, _) = choose(&scores(&a.views_star));
+    let (phi, _) = choose(&scores(&a.phash));
+    let (dhi, _) = choose(&scores(&a.dhash));
+    let std_i = hammings.iter().position(|&t| t == STANDARD_HAMMING).expect("standard threshold in sweep");
+    let default_t = thresholds.iter().position(|&t| (t - DEFAULT_NEAR_THRESHOLD).abs() < 1e-4);
+    let default_g = geometries.iter().position(|&g| (g - DEFAULT_MIN_GEOMETRY).abs() < 1e-4);
+    let default_cell = default_t.zip(default_g);
+    for (lib, r) in libs.iter().zip(&results) {
+        if let Some((t, g)) = default_cell {
+            let same = r.verified[g][t].1 == r.default_run.1;
+            println!(
+                "check seed {}: the bench's star over candidate scores {} find_duplicates at the defaults",
+                lib.name,
+                if same { "reproduces" } else { "DIFFERS FROM" }
+            );
+        }
+    }
+
+    println!("\n## Summary (parameters chosen on seed A: max F1 with P >= {MIN_PRECISION}; B is held out)\n");
+    println!("| method | parameters | A: P | R | F1 | B: P | R | F1 |");
+    println!("|---|---|---|---|---|---|---|---|");
+    let row = |method: &str, thr: String, sa: &Score, sb: &Score| {
+        println!("| {method} | {thr} | {} | {} |", fmt(sa), fmt(sb));
+    };
+    row(
+        "**pixdex `find_duplicates`, defaults** (views + patch verification, star)",
+        format!("sim >= {DEFAULT_NEAR_THRESHOLD} or geo >= {DEFAULT_MIN_GEOMETRY}"),
+        &a.default_run.0,
+        &b.default_run.0,
+    );
+    row(
+        "views + verification, tuned on A",
+        format!("sim >= {:.4} or geo >= {:.2}", thresholds[bt], geometries[bg]),
+        &a.verified[bg][bt].0,
+        &b.verified[bg][bt].0,
+    );
+    row(
+        "views only (no verification), star, tuned",
+        format!("{:.4}", thresholds[vi]),
+        &a.views_star[vi].0,
+        &b.views_star[vi].0,
+    );
+    row(
+        "plain cosine, star, tuned (pixdex before views)",
+        format!("{:.4}", thresholds[pi]),
+        &a.plain_star[pi].0,
+        &b.plain_star[pi].0,
+    );
+    row(
+        "plain cosine, connected components, tuned",
+        format!("{:.4}", thresholds[ci]),
+        &a.plain_cc[ci].0,
+        &b.plain_cc[ci].0,
+    );
+    row("pHash tuned", format!("<= {}", hammings[phi]), &a.phash[phi].0, &b.phash[phi].0);
+    row("pHash standard", format!("<= {STANDARD_HAMMING}"), &a.phash[std_i].0, &b.phash[std_i].0);
+    row("dHash tuned", format!("<= {}", hammings[dhi]), &a.dhash[dhi].0, &b.dhash[dhi].0);
+    row("dHash standard", format!("<= {STANDARD_HAMMING}"), &a.dhash[std_i].0, &b.dhash[std_i].0);
+    let linear_grid: Vec<(usize, usize)> =
+        (0..WEIGHTS.len()).flat_map(|w| (0..LINEAR_CUTS.len()).map(move |c| (w, c))).collect();
+    let (li, _) = choose(&linear_grid.iter().map(|&(w, c)| a.linear[w][c]).collect::<Vec<_>>());
+    let (lw, lc) = linear_grid[li];
+    row(
+        "views + linear rule, tuned on A",
+        format!("sim + {:.2} geo >= {:.4}", WEIGHTS[lw], LINEAR_CUTS[lc]),
+        &a.linear[lw][lc],
+        &b.linear[lw][lc],
+    );
+    if !ok {
+        println!("\n(no verified parameters reached the precision floor on A: max F1 shown)");
+    }
+
+    println!(
+        "\n## Views + verification: F1 on A / B by similarity threshold (rows) and geometry threshold (columns)\n"
+    );
+    let mut header = "| sim \\ geo |".to_string();
+    let mut rule = "|---|".to_string();
+    for g in &geometries {
+        header += &format!(" {g:.2} |");
+        rule += "---|";
     }
     println!("{header}\n{rule}");
-    for (i, t) in thresholds.iter().enumerate() {
-        let mut line = format!(
-            "| {t:.4} | {} | {} | {} | {} |",
-            fmt(&a.star[i].0),
-            fmt(&b.star[i].0),
-            fmt(&a.cc[i].0),
-            fmt(&b.cc[i].0)
-        );
-        if let (Some(x), Some(y)) = (&a.tta_star, &b.tta_star) {
-            line += &format!(" {} | {} |", fmt(&x[i].0), fmt(&y[i].0));
+    for (ti, t) in thresholds.iter().enumerate().filter(|(_, t)| **t >= 0.96) {
+        let mut line = format!("| {t:.4} |");
+        for gi in 0..geometries.len() {
+            let (x, y) = (&a.verified[gi][ti].0, &b.verified[gi][ti].0);
+            let mark = if x.p >= MIN_PRECISION { "" } else { "*" };
+            line += &format!(" {:.3}{mark} / {:.3} |", x.f1, y.f1);
         }
         println!("{line}");
+    }
+    println!("(* : precision below {MIN_PRECISION} on A)");
+
+    println!("\n## Similarity thresholds alone (star, k = {k})\n");
+    println!("| threshold | plain A: P | R | F1 | plain B: P | R | F1 | views A: P | R | F1 | views B: P | R | F1 |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for (i, t) in thresholds.iter().enumerate() {
+        println!(
+            "| {t:.4} | {} | {} | {} | {} |",
+            fmt(&a.plain_star[i].0),
+            fmt(&b.plain_star[i].0),
+            fmt(&a.views_star[i].0),
+            fmt(&b.views_star[i].0)
+        );
     }
     println!("\n## Perceptual hashes (64 bits, connected components over Hamming distance <= t)\n");
     println!("| t | pHash A: P | R | F1 | pHash B: P | R | F1 | dHash A: P | R | F1 | dHash B: P | R | F1 |");
@@ -882,71 +1037,23 @@ fn main() -> anyhow::Result<()> {
         );
     }
 
-    let (ti, ok) = choose(&scores(&a.star));
-    let (ci, _) = choose(&scores(&a.cc));
-    let (pi, _) = choose(&scores(&a.phash));
-    let (di, _) = choose(&scores(&a.dhash));
-    let tta_i = a.tta_star.as_ref().map(|s| choose(&scores(s)).0);
-    let tta_cc_i = a.tta_cc.as_ref().map(|s| choose(&scores(s)).0);
-    let default_i = thresholds.iter().position(|&t| (t - DEFAULT_NEAR_THRESHOLD).abs() < 1e-4);
-    let std_i = hammings.iter().position(|&t| t == STANDARD_HAMMING).expect("standard threshold in sweep");
-    println!("\n## Summary (thresholds chosen on seed A: max F1 with P >= {MIN_PRECISION}; B is held out)\n");
-    println!("| method | threshold | A: P | R | F1 | B: P | R | F1 |");
-    println!("|---|---|---|---|---|---|---|---|");
-    let row = |method: &str, thr: String, sa: &Score, sb: &Score| {
-        println!("| {method} | {thr} | {} | {} |", fmt(sa), fmt(sb));
-    };
-    row("**pixdex star (recommended)**", format!("**{:.4}**", thresholds[ti]), &a.star[ti].0, &b.star[ti].0);
-    if let Some(d) = default_i.filter(|&d| d != ti) {
-        row("pixdex star (current default)", format!("{:.4}", thresholds[d]), &a.star[d].0, &b.star[d].0);
-    }
-    row("cosine, CC at the same threshold", format!("{:.4}", thresholds[ti]), &a.cc[ti].0, &b.cc[ti].0);
-    row("cosine, CC tuned", format!("{:.4}", thresholds[ci]), &a.cc[ci].0, &b.cc[ci].0);
-    if let (Some(i), Some(x), Some(y)) = (tta_i, &a.tta_star, &b.tta_star) {
-        row("TTA cosine (flip + gray), star tuned", format!("{:.4}", thresholds[i]), &x[i].0, &y[i].0);
-    }
-    if let (Some(i), Some(x), Some(y)) = (tta_cc_i, &a.tta_cc, &b.tta_cc) {
-        row("TTA cosine (flip + gray), CC tuned", format!("{:.4}", thresholds[i]), &x[i].0, &y[i].0);
-    }
-    row("pHash tuned", format!("<= {}", hammings[pi]), &a.phash[pi].0, &b.phash[pi].0);
-    row("pHash standard", format!("<= {STANDARD_HAMMING}"), &a.phash[std_i].0, &b.phash[std_i].0);
-    row("dHash tuned", format!("<= {}", hammings[di]), &a.dhash[di].0, &b.dhash[di].0);
-    row("dHash standard", format!("<= {STANDARD_HAMMING}"), &a.dhash[std_i].0, &b.dhash[std_i].0);
-    let best_f1 = |s: &Sweep| s.iter().map(|s| s.0.f1).fold(0.0, f64::max);
-    let mut oracle = format!(
-        "\nOracle (best threshold per seed, no precision floor): pixdex star F1 A {:.3} / B {:.3}; CC A {:.3} / B {:.3}; pHash A {:.3} / B {:.3}",
-        best_f1(&a.star),
-        best_f1(&b.star),
-        best_f1(&a.cc),
-        best_f1(&b.cc),
-        best_f1(&a.phash),
-        best_f1(&b.phash)
-    );
-    if let (Some(x), Some(y)) = (&a.tta_star, &b.tta_star) {
-        oracle += &format!("; TTA star A {:.3} / B {:.3}", best_f1(x), best_f1(y));
-    }
-    println!("{oracle}");
-
     // Recall per pair type.
-    let d = default_i.unwrap_or(ti);
-    let mut columns: Vec<(String, &Sweep, &Sweep, usize)> = vec![
-        (format!("star {:.4}", thresholds[ti]), &a.star, &b.star, ti),
-        (format!("star {:.4}", thresholds[d]), &a.star, &b.star, d),
+    let columns: Vec<(String, [&Pairs; 2])> = vec![
+        ("pixdex defaults".to_string(), [&a.default_run.1, &b.default_run.1]),
+        (format!("views only {:.4}", thresholds[vi]), [&a.views_star[vi].1, &b.views_star[vi].1]),
+        (format!("plain star {:.4}", thresholds[pi]), [&a.plain_star[pi].1, &b.plain_star[pi].1]),
+        (format!("pHash <= {}", hammings[phi]), [&a.phash[phi].1, &b.phash[phi].1]),
     ];
-    if let (Some(i), Some(x), Some(y)) = (tta_i, &a.tta_star, &b.tta_star) {
-        columns.push((format!("TTA star {:.4}", thresholds[i]), x, y, i));
-    }
-    columns.push((format!("pHash <= {}", hammings[pi]), &a.phash, &b.phash, pi));
     println!("\n## Recall per pair type (A / B)\n");
     let mut header = "| pair type | n A | n B |".to_string();
     let mut rule = "|---|---|---|".to_string();
-    for (name, ..) in &columns {
+    for (name, _) in &columns {
         header += &format!(" {name} A | B |");
         rule += "---|---|";
     }
     println!("{header} cosine A: min | median |\n{rule}---|---|");
     let types: Vec<[BTreeMap<String, (usize, usize)>; 2]> =
-        columns.iter().map(|(_, x, y, i)| [per_type(&libs[0], &x[*i].1), per_type(&libs[1], &y[*i].1)]).collect();
+        columns.iter().map(|(_, [x, y])| [per_type(&libs[0], x), per_type(&libs[1], y)]).collect();
     let mut names: Vec<&String> = types[0][0].keys().chain(types[0][1].keys()).collect();
     names.sort();
     names.dedup();
@@ -971,37 +1078,49 @@ fn main() -> anyhow::Result<()> {
         println!("{line} {min:.3} | {median:.3} |");
     }
 
-    // False pairs at the recommended threshold, and the closest non-duplicates.
+    // Mistakes at the defaults.
     for (lib, res) in libs.iter().zip(&results) {
-        let n = lib.items.len();
         let short = |k: usize| lib.items[k].rel.file_stem().unwrap_or_default().to_string_lossy().into_owned();
-        let mut wrong: Vec<(f32, usize, usize)> = res.star[ti]
-            .1
-            .difference(&lib.truth)
-            .map(|&(x, y)| (res.cos[x as usize * n + y as usize], x as usize, y as usize))
+        let scores_of = |x: usize, y: usize| {
+            res.candidates
+                .iter()
+                .find(|c| (c.a, c.b) == (x.min(y), x.max(y)))
+                .map_or("not a candidate".to_string(), |c| format!("sim {:.3} geo {:.3}", c.similarity, c.geometry))
+        };
+        let mut wrong: Vec<(u32, u32)> = res.default_run.1.difference(&lib.truth).copied().collect();
+        wrong.sort_unstable();
+        let line: Vec<String> = wrong
+            .iter()
+            .take(10)
+            .map(|&(x, y)| {
+                format!("{} ~ {} ({})", short(x as usize), short(y as usize), scores_of(x as usize, y as usize))
+            })
             .collect();
-        wrong.sort_by(|p, q| q.0.total_cmp(&p.0).then((p.1, p.2).cmp(&(q.1, q.2))));
-        let line: Vec<String> =
-            wrong.iter().take(8).map(|&(c, i, j)| format!("{} ~ {} {c:.3}", short(i), short(j))).collect();
-        println!("\nseed {}: {} false pairs at {:.4}: {}", lib.name, wrong.len(), thresholds[ti], line.join("; "));
-        let mut closest: Vec<(f32, usize, usize)> = (0..n)
-            .flat_map(|i| (i + 1..n).map(move |j| (i, j)))
-            .filter(|&(i, j)| !lib.truth.contains(&pair(i, j)))
-            .map(|(i, j)| (res.cos[i * n + j], i, j))
+        println!("\nseed {}: {} false pairs at the defaults: {}", lib.name, wrong.len(), line.join("; "));
+        let mut missed: Vec<(u32, u32)> = lib.truth.difference(&res.default_run.1).copied().collect();
+        missed.sort_unstable();
+        let candidate = |&(x, y): &(u32, u32)| res.candidates.iter().any(|c| (c.a, c.b) == (x as usize, y as usize));
+        let not_candidates = missed.iter().filter(|p| !candidate(p)).count();
+        println!("  missed pairs that were not candidates: {not_candidates}");
+        let line: Vec<String> = missed
+            .iter()
+            .take(if args.iter().any(|a| a == "--all-misses") { usize::MAX } else { 12 })
+            .map(|&(x, y)| {
+                format!("{} ~ {} ({})", short(x as usize), short(y as usize), scores_of(x as usize, y as usize))
+            })
             .collect();
-        closest.sort_by(|p, q| q.0.total_cmp(&p.0));
-        let line: Vec<String> =
-            closest.iter().take(6).map(|&(c, i, j)| format!("{} ~ {} {c:.3}", short(i), short(j))).collect();
-        println!("  closest non-duplicates (cosine): {}", line.join("; "));
+        println!("  {} missed pairs: {}", missed.len(), line.join("; "));
     }
 
     println!(
-        "\n**Recommended default near-duplicate threshold: {:.4}** (seed A: P / R / F1 {}{}; held-out seed B: {}; current DEFAULT_NEAR_THRESHOLD = {})",
-        thresholds[ti],
-        fmt(&a.star[ti].0).replace(" | ", " / "),
-        if ok { "" } else { ", no threshold reached the precision floor: max F1" },
-        fmt(&b.star[ti].0).replace(" | ", " / "),
-        DEFAULT_NEAR_THRESHOLD
+        "\n**Recommended defaults: similarity {:.4}, geometry {:.2}** (seed A: P / R / F1 {}{}; held-out seed B: {}; current defaults {} / {})",
+        thresholds[bt],
+        geometries[bg],
+        fmt(&a.verified[bg][bt].0).replace(" | ", " / "),
+        if ok { "" } else { ", precision floor not reached: max F1" },
+        fmt(&b.verified[bg][bt].0).replace(" | ", " / "),
+        DEFAULT_NEAR_THRESHOLD,
+        DEFAULT_MIN_GEOMETRY
     );
     println!("total {:.1} s", started.elapsed().as_secs_f64());
     Ok(())

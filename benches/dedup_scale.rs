@@ -7,8 +7,8 @@
 
 use pixdex_benches::{arg, random_unit};
 use pixdex_core::{
-    Collection, CollectionConfig, DedupOptions, DuplicateKind, Embedding, ImageRecord, ImageStatus, NewImage,
-    PatchCodec, UnitVector,
+    Collection, CollectionConfig, DedupOptions, DedupPhase, DuplicateKind, Embedding, ImageRecord, ImageStatus,
+    NewImage, PatchCodec, UnitVector,
 };
 use rand::{Rng, SeedableRng};
 use std::collections::{HashMap, HashSet};
@@ -83,7 +83,7 @@ fn main() -> anyhow::Result<()> {
         let batch = (start..(start + 2000).min(n))
             .map(|i| NewImage {
                 record: record(i, i as u64),
-                embedding: Embedding::Computed { global: vectors[i].clone(), patches: None },
+                embedding: Embedding::Computed { global: vectors[i].clone(), patches: None, views: None },
             })
             .collect();
         c.commit(batch, &[])?;
@@ -105,7 +105,11 @@ fn main() -> anyhow::Result<()> {
     let before = peak_rss_mib(true);
     let (t, cpu0) = (Instant::now(), pixdex_benches::cpu_seconds());
     let last_progress = std::sync::Mutex::new((0usize, 0usize));
-    let progress = |done: usize, total: usize| *last_progress.lock().unwrap_or_else(|e| e.into_inner()) = (done, total);
+    let progress = |phase: DedupPhase, done: usize, total: usize| {
+        if phase == DedupPhase::Searching {
+            *last_progress.lock().unwrap_or_else(|e| e.into_inner()) = (done, total);
+        }
+    };
     let groups = c.find_duplicates(&DedupOptions::default(), &progress, &AtomicBool::new(false), &mut |_| {})?;
     let (wall, cpu) = (t.elapsed().as_secs_f64(), pixdex_benches::cpu_seconds() - cpu0);
     let peak = peak_rss_mib(false);

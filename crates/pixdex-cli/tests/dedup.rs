@@ -1,6 +1,7 @@
 //! `pixdex dedup` end to end: a generated library with exact copies, near copies (the same
 //! picture resized and re-encoded, which even the tiny random-weight model maps within 0.999) and
-//! distinct pictures (whose scores under that model reach 0.99, hence `--threshold 0.999`),
+//! distinct pictures (whose scores under that model reach 0.99, hence `--threshold 0.999`, and
+//! `--no-verify`: a random-weight model's patches mean nothing),
 //! indexed by the real binary; the reports (JSON, CSV, text, and HTML rendered by headless
 //! Chromium), the dry run, the moves, the log and the undo. Every wait is bounded.
 #![cfg(unix)]
@@ -41,9 +42,11 @@ impl Library {
         std::fs::metadata(self.path(relative)).unwrap().len()
     }
 
-    /// Runs `pixdex dedup --db DB --threshold 0.999 -q ARGS`.
+    /// Runs `pixdex dedup --db DB --threshold 0.999 --no-verify -q ARGS`.
     fn dedup(&self, args: &[&str]) -> Output {
-        run(pixdex_command().args(["dedup", "--db", arg(&self.db), "--threshold", THRESHOLD, "-q"]).args(args))
+        run(pixdex_command()
+            .args(["dedup", "--db", arg(&self.db), "--threshold", THRESHOLD, "--no-verify", "-q"])
+            .args(args))
     }
 }
 

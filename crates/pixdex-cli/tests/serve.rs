@@ -164,13 +164,32 @@ fn serve_index_search_stats_then_sigterm_releases_the_collection() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("permission denied"), "{}", stderr(&out));
 
+    // Duplicates through the server: an exact copy, and a mirrored one (found by its stored
+    // mirrored view; the tiny model's patches mean nothing, hence --no-verify).
+    std::fs::copy(lib.join("0000.png"), lib.join("copy.png")).unwrap();
+    image::open(lib.join("0002.png")).unwrap().fliph().save(lib.join("0002-mirror.png")).unwrap();
+    stdout_of(&run_in(tmp.path(), &["index", "--server", &url, "lib", "-q"]), &server);
+    let dedup = ["dedup", "--json", "--no-verify", "--threshold", "0.999", "-q"];
+    let served = json(&stdout_of(&run_in(tmp.path(), &[&dedup[..], &["--server", &url]].concat()), &server));
+    let groups = served["groups"].as_array().expect("groups");
+    assert_eq!(groups.len(), 2, "{served}");
+    assert_eq!(groups[0]["kind"], "exact", "{served}");
+    assert_eq!(groups[1]["kind"], "near", "{served}");
+    let near: Vec<&str> =
+        groups[1]["members"].as_array().unwrap().iter().map(|m| m["path"].as_str().unwrap()).collect();
+    assert!(near.iter().any(|p| p.ends_with("/0002-mirror.png")) && near.iter().any(|p| p.ends_with("/0002.png")));
+
     // SIGTERM: a clean exit that releases the collection.
     server.terminate();
     let out = output_within(pixdex_command().args(["stats", "--db", arg(&db), "--json"]), COMMAND_LIMIT);
     assert!(out.status.success(), "{}", stderr(&out));
     let stats = json(&String::from_utf8_lossy(&out.stdout));
-    assert_eq!(stats["images"], 6, "{stats}");
-    assert_eq!(stats["embedded"], 6, "{stats}");
+    assert_eq!(stats["images"], 8, "{stats}");
+    assert_eq!(stats["embedded"], 8, "{stats}");
+    // Offline gives the same report.
+    let out = output_within(pixdex_command().args(dedup).args(["--db", arg(&db)]), COMMAND_LIMIT);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(json(&String::from_utf8_lossy(&out.stdout)), served);
 }
 
 /// Starts `pixdex index --server` over `dir/lib` and returns as soon as the server logs the

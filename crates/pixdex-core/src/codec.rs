@@ -96,6 +96,41 @@ impl PatchGrid {
     }
 }
 
+/// Extra views of an image kept for duplicate detection: what the encoder sees of it mirrored
+/// left to right and in grayscale. A mirrored or desaturated copy then matches its original
+/// exactly (the mirrored view of a mirrored copy is the original), which the global vector
+/// alone does not do. Patch tokens are not mirror-equivariant, so the mirrored view's patch grid
+/// is kept too, for verifying mirrored pairs patch by patch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DedupViews {
+    /// Global vector of the mirrored image.
+    pub flipped: UnitVector,
+    /// Global vector of the grayscale image.
+    pub gray: UnitVector,
+    /// Full-resolution patch grid of the mirrored image (reduced on storage), if kept.
+    pub flipped_patches: Option<PatchGrid>,
+}
+
+impl DedupViews {
+    /// The two vectors, mirrored then grayscale.
+    pub(crate) fn encode_vectors(&self) -> Vec<u8> {
+        let mut out = self.flipped.to_bytes();
+        out.extend(self.gray.to_bytes());
+        out
+    }
+
+    pub(crate) fn decode_vectors(bytes: &[u8], dim: usize) -> Result<(UnitVector, UnitVector)> {
+        if bytes.len() != 8 * dim {
+            return Err(Error::Corrupt {
+                what: "view vectors".into(),
+                reason: format!("{} bytes for dim {dim}", bytes.len()),
+            });
+        }
+        let (a, b) = bytes.split_at(4 * dim);
+        Ok((UnitVector::from_bytes(a, dim)?, UnitVector::from_bytes(b, dim)?))
+    }
+}
+
 /// How patch grids are reduced before storage, recorded in the collection metadata so that
 /// queries reduce the same way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -7,7 +7,7 @@ use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use std::path::{Path, PathBuf};
 
-use crate::codec::{PatchCodec, PatchGrid, UnitVector};
+use crate::codec::{DedupViews, PatchCodec, PatchGrid, UnitVector};
 use crate::error::{Error, Result};
 use crate::index::exact::TopK;
 use crate::index::hnsw::HnswIndex;
@@ -94,6 +94,8 @@ pub enum Embedding {
         global: UnitVector,
         /// The full-resolution patch grid, if kept.
         patches: Option<PatchGrid>,
+        /// The mirrored and grayscale views for duplicate detection, if computed.
+        views: Option<DedupViews>,
     },
     /// The same bytes as a stored image (a moved or copied file): vectors are copied as stored.
     CopyOf(ImageId),
@@ -119,8 +121,14 @@ pub struct Hit {
     pub score: f32,
 }
 
-/// An image's values as stored: record JSON, global vector bytes, patch grid bytes.
-type EncodedImage = (Vec<u8>, Option<Vec<u8>>, Option<Vec<u8>>);
+/// An image's values as stored.
+struct EncodedImage {
+    record: Vec<u8>,
+    global: Option<Vec<u8>>,
+    patches: Option<Vec<u8>>,
+    views: Option<Vec<u8>>,
+    flipped_patches: Option<Vec<u8>>,
+}
 
 /// HNSW beam width of [`Collection::search`].
 pub const SEARCH_EF: usize = 256;
@@ -137,6 +145,8 @@ pub struct Collection {
     by_hash: sled::Tree,
     global: sled::Tree,
     patches: sled::Tree,
+    views: sled::Tree,
+    flipped_patches: sled::Tree,
     meta: sled::Tree,
     config: CollectionConfig,
     pub(crate) index: RwLock<HnswIndex>,
@@ -188,12 +198,14 @@ impl Collection {
             }
         };
         let tree = |name: &str| db.open_tree(name).map_err(&err);
-        let (images, by_path, by_hash, global, patches, meta) = (
+        let (images, by_path, by_hash, global, patches, views, flipped_patches, meta) = (
             tree(schema::IMAGES)?,
             tree(schema::BY_PATH)?,
             tree(schema::BY_HASH)?,
             tree(schema::GLOBAL)?,
             tree(schema::PATCHES)?,
+            tree(schema::VIEWS)?,
+            tree(schema::FLIPPED_PATCHES)?,
             tree(schema::META)?,
         );
         let stored: Option<CollectionConfig> = match meta.get(schema::META_CONFIG).map_err(&err)? {
@@ -213,7 +225,20 @@ impl Collection {
             (None, None) => return Err(corrupt("config", "collection has no config")),
         };
         let index = RwLock::new(HnswIndex::new(config.dim, 0));
-        let c = Self { dir: dir.to_path_buf(), db, images, by_path, by_hash, global, patches, meta, config, index };
+        let c = Self {
+            dir: dir.to_path_buf(),
+            db,
+            images,
+            by_path,
+            by_hash,
+            global,
+            patches,
+            views,
+            flipped_patches,
+            meta,
+            config,
+            index,
+        };
         c.load_index()?;
         Ok(c)
     }
@@ -306,6 +331,22 @@ impl Collection {
         }
     }
 
+    /// The stored mirrored and grayscale global vectors (absent for images indexed without them).
+    pub fn view_vectors(&self, id: ImageId) -> Result<Option<(UnitVector, UnitVector)>> {
+        match self.views.get(schema::id_key(id.0)).map_err(store_err(&self.dir))? {
+            Some(b) => Ok(Some(DedupViews::decode_vectors(&b, self.config.dim)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The stored (reduced) patch grid of the mirrored view.
+    pub fn flipped_patch_grid(&self, id: ImageId) -> Result<Option<PatchGrid>> {
+        match self.flipped_patches.get(schema::id_key(id.0)).map_err(store_err(&self.dir))? {
+            Some(b) => Ok(Some(PatchCodec::decode(&b)?)),
+            None => Ok(None),
+        }
+    }
+
     /// Every record, in id order.
     pub fn records(&self) -> impl Iterator<Item = Result<(ImageId, ImageRecord)>> + '_ {
         self.images.iter().map(move |kv| {
@@ -348,24 +389,48 @@ impl Collection {
             .iter()
             .map(|u| {
                 let record = serde_json::to_vec(&u.record).expect("record serialises");
+                let codec = &self.config.patch_codec;
                 Ok(match &u.embedding {
-                    Embedding::Computed { global, patches } => {
-                        (record, Some(global.to_bytes()), patches.as_ref().map(|p| self.config.patch_codec.encode(p)))
-                    }
+                    Embedding::Computed { global, patches, views } => EncodedImage {
+                        record,
+                        global: Some(global.to_bytes()),
+                        patches: patches.as_ref().map(|p| codec.encode(p)),
+                        views: views.as_ref().map(|v| v.encode_vectors()),
+                        flipped_patches: views
+                            .as_ref()
+                            .and_then(|v| v.flipped_patches.as_ref())
+                            .map(|p| codec.encode(p)),
+                    },
                     Embedding::CopyOf(src) => {
                         let key = schema::id_key(src.0);
-                        let global = self.global.get(key).map_err(&err)?.ok_or(Error::NotFound(src.0))?;
-                        let patches = self.patches.get(key).map_err(&err)?;
-                        (record, Some(global.to_vec()), patches.map(|p| p.to_vec()))
+                        let get = |tree: &sled::Tree| tree.get(key).map(|v| v.map(|v| v.to_vec())).map_err(&err);
+                        EncodedImage {
+                            record,
+                            global: Some(get(&self.global)?.ok_or(Error::NotFound(src.0))?),
+                            patches: get(&self.patches)?,
+                            views: get(&self.views)?,
+                            flipped_patches: get(&self.flipped_patches)?,
+                        }
                     }
-                    Embedding::None => (record, None, None),
+                    Embedding::None => {
+                        EncodedImage { record, global: None, patches: None, views: None, flipped_patches: None }
+                    }
                 })
             })
             .collect::<Result<_>>()?;
         let generation = self.generation()? + 1;
-        let trees = (&self.images, &self.by_path, &self.by_hash, &self.global, &self.patches, &self.meta);
+        let trees = (
+            &self.images,
+            &self.by_path,
+            &self.by_hash,
+            &self.global,
+            &self.patches,
+            &self.views,
+            &self.flipped_patches,
+            &self.meta,
+        );
         trees
-            .transaction(|(images, by_path, by_hash, global, patches, meta)| {
+            .transaction(|(images, by_path, by_hash, global, patches, views, flipped_patches, meta)| {
                 for (id, rec) in &old_records {
                     let key = schema::id_key(*id);
                     images.remove(&key)?;
@@ -376,17 +441,23 @@ impl Collection {
                     by_hash.remove(&schema::hash_key(&rec.blake3, *id)[..])?;
                     global.remove(&key)?;
                     patches.remove(&key)?;
+                    views.remove(&key)?;
+                    flipped_patches.remove(&key)?;
                 }
-                for (u, (id, (rec, g, p))) in upserts.iter().zip(ids.iter().zip(&encoded)) {
+                for (u, (id, e)) in upserts.iter().zip(ids.iter().zip(&encoded)) {
                     let key = schema::id_key(*id);
-                    images.insert(&key, rec.as_slice())?;
+                    images.insert(&key, e.record.as_slice())?;
                     by_path.insert(schema::path_key(&u.record.path), &key)?;
                     by_hash.insert(&schema::hash_key(&u.record.blake3, *id)[..], &[])?;
-                    if let Some(g) = g {
-                        global.insert(&key, g.as_slice())?;
-                    }
-                    if let Some(p) = p {
-                        patches.insert(&key, p.as_slice())?;
+                    for (tree, value) in [
+                        (global, &e.global),
+                        (patches, &e.patches),
+                        (views, &e.views),
+                        (flipped_patches, &e.flipped_patches),
+                    ] {
+                        if let Some(v) = value {
+                            tree.insert(&key, v.as_slice())?;
+                        }
                     }
                 }
                 meta.insert(schema::META_GENERATION, &generation.to_be_bytes())?;
@@ -405,8 +476,8 @@ impl Collection {
         let fresh: Vec<(u64, Vec<f32>)> = encoded
             .iter()
             .zip(&ids)
-            .filter_map(|((_, g, _), id)| {
-                Some((*id, UnitVector::from_bytes(g.as_ref()?, self.config.dim).ok()?.as_slice().to_vec()))
+            .filter_map(|(e, id)| {
+                Some((*id, UnitVector::from_bytes(e.global.as_ref()?, self.config.dim).ok()?.as_slice().to_vec()))
             })
             .collect();
         index.insert(&fresh);

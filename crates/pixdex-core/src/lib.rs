@@ -10,13 +10,14 @@ mod index;
 mod query;
 mod schema;
 
-pub use codec::{PatchCodec, PatchGrid, UnitVector};
+pub use codec::{DedupViews, PatchCodec, PatchGrid, UnitVector};
 pub use collection::{
     Collection, CollectionConfig, EXACT_SCAN_BELOW, Embedding, Hit, ImageId, ImageRecord, ImageStatus, NewImage,
     SEARCH_EF,
 };
 pub use error::{Error, Result};
 pub use query::{
-    DEFAULT_KEEPER_RULE, DEFAULT_NEAR_THRESHOLD, DedupOptions, DedupProgress, DuplicateGroup, DuplicateKind,
-    DuplicateMember, DuplicatesOf, KeeperCriterion, MAX_K, SimilarHit, SimilarQuery,
+    DEFAULT_KEEPER_RULE, DEFAULT_MIN_GEOMETRY, DEFAULT_NEAR_THRESHOLD, DEFAULT_VERIFY_FROM, DedupOptions, DedupPhase,
+    DedupProgress, DuplicateGroup, DuplicateKind, DuplicateMember, DuplicatesOf, KeeperCriterion, MAX_K, SimilarHit,
+    SimilarQuery,
 };

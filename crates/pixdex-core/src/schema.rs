@@ -5,6 +5,8 @@
 //! * `by_hash`: blake3 (32 bytes) ‖ id → ()
 //! * `global`: id → unit vector (LE f32)
 //! * `patches`: id → reduced patch grid ([`crate::PatchCodec`])
+//! * `views`: id → the mirrored and grayscale global vectors ([`crate::DedupViews`]), if computed
+//! * `flipped_patches`: id → reduced patch grid of the mirrored view, if computed
 //! * `meta`: [`META_CONFIG`] → collection config (JSON), [`META_GENERATION`] → u64
 //!
 //! Ids are big-endian u64 so that iteration order is id order.
@@ -14,6 +16,8 @@ pub(crate) const BY_PATH: &str = "by_path";
 pub(crate) const BY_HASH: &str = "by_hash";
 pub(crate) const GLOBAL: &str = "global";
 pub(crate) const PATCHES: &str = "patches";
+pub(crate) const VIEWS: &str = "views";
+pub(crate) const FLIPPED_PATCHES: &str = "flipped_patches";
 pub(crate) const META: &str = "meta";
 
 pub(crate) const META_CONFIG: &[u8] = b"config";

@@ -2,7 +2,7 @@
 //! global vector + patch grid, and the fingerprint that pins a collection to this model.
 
 use image::DynamicImage;
-use pixdex_core::{CollectionConfig, PatchCodec, PatchGrid, UnitVector};
+use pixdex_core::{CollectionConfig, DedupViews, PatchCodec, PatchGrid, UnitVector};
 use pixio::{DType, Device, ModelFiles, PixioModel, Preprocessor, Tensor, WeightSource};
 use std::io::{Read, Seek, SeekFrom};
 
@@ -13,6 +13,17 @@ pub const EMBEDDING_DEFINITION: &str = "pixio-pooler-l2/v1";
 /// Stored patch bytes allowed per image; see [`PatchCodec::for_budget`]. 128 KiB keeps ViT-S/14
 /// at full resolution (99 KB) and pools ViT-H/16 2×2 (82 KB): about 10 GB per 100k photos.
 pub const PATCH_BUDGET_BYTES: usize = 128 << 10;
+
+/// What the encoder computes for one image.
+#[derive(Debug, Clone)]
+pub struct ImageEmbedding {
+    /// The global vector.
+    pub global: UnitVector,
+    /// The full-resolution patch grid.
+    pub patches: PatchGrid,
+    /// The mirrored and grayscale views, when the input had them ([`PixioEncoder::prepare_views`]).
+    pub views: Option<DedupViews>,
+}
 
 /// A loaded model and its preprocessing.
 pub struct PixioEncoder {
@@ -55,6 +66,25 @@ impl PixioEncoder {
         self.preprocessor.preprocess(image)
     }
 
+    /// Model inputs for indexing one image: the image, then its mirrored and its grayscale
+    /// version (ITU-R 601 luma, as Pillow's `L`, in all three channels), each made from the same
+    /// resized pixels. The first is exactly [`Self::prepare`]'s input.
+    pub fn prepare_views(&self, image: &DynamicImage) -> pixio::Result<Vec<Tensor>> {
+        let rgb = self.preprocessor.resize(image)?;
+        let flipped = image::imageops::flip_horizontal(&rgb);
+        let mut gray = rgb.clone();
+        for px in gray.pixels_mut() {
+            let [r, g, b] = px.0.map(u32::from);
+            let l = ((r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16) as u8;
+            px.0 = [l; 3];
+        }
+        let (h, w) = (rgb.height() as usize, rgb.width() as usize);
+        [rgb, flipped, gray]
+            .iter()
+            .map(|view| Ok(Tensor::from_vec(self.preprocessor.normalize(view), (3, h, w), &Device::Cpu)?))
+            .collect()
+    }
+
     /// Global vectors and patch grids for inputs of one size; an image whose embedding is
     /// degenerate (zero or not finite) gets its own error without failing the others.
     pub fn embed(&self, inputs: &[Tensor]) -> pixio::Result<Vec<pixio::Result<(UnitVector, PatchGrid)>>> {
@@ -69,6 +99,34 @@ impl PixioEncoder {
             .map(|(g, values)| {
                 let g = UnitVector::new(g).map_err(|e| pixio::Error::Input(format!("degenerate embedding: {e}")))?;
                 Ok((g, PatchGrid { rows, cols, dim, values }))
+            })
+            .collect())
+    }
+
+    /// Embeds images given as [`Self::prepare`]'s one input or [`Self::prepare_views`]'s three,
+    /// all in one forward pass (inputs of one size).
+    pub fn embed_images(&self, images: &[Vec<Tensor>]) -> pixio::Result<Vec<pixio::Result<ImageEmbedding>>> {
+        if let Some(odd) = images.iter().find(|v| v.len() != 1 && v.len() != 3) {
+            return Err(pixio::Error::Input(format!("{} inputs for one image (1 or 3)", odd.len())));
+        }
+        let flat: Vec<Tensor> = images.iter().flatten().cloned().collect();
+        let mut out = self.embed(&flat)?.into_iter();
+        Ok(images
+            .iter()
+            .map(|views| {
+                // Take this image's outputs before looking at them, so that an error in one view
+                // cannot shift the next image's outputs.
+                let mine: Vec<_> = out.by_ref().take(views.len()).collect();
+                let mut mine = mine.into_iter();
+                let (global, patches) = mine.next().expect("one output per input")?;
+                let views = match (mine.next(), mine.next()) {
+                    (Some(flipped), Some(gray)) => {
+                        let (flipped, flipped_patches) = flipped?;
+                        Some(DedupViews { flipped, gray: gray?.0, flipped_patches: Some(flipped_patches) })
+                    }
+                    _ => None,
+                };
+                Ok(ImageEmbedding { global, patches, views })
             })
             .collect())
     }

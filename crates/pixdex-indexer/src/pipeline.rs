@@ -33,6 +33,9 @@ pub struct IndexOptions {
     pub prune: bool,
     /// Decoder limits.
     pub decode_limits: DecodeLimits,
+    /// Also embed each image mirrored and in grayscale (two more forward passes per image) so
+    /// that duplicate detection finds mirrored, desaturated and heavily edited copies.
+    pub dedup_views: bool,
 }
 
 impl Default for IndexOptions {
@@ -43,6 +46,7 @@ impl Default for IndexOptions {
             decode_threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
             prune: false,
             decode_limits: DecodeLimits::default(),
+            dedup_views: true,
         }
     }
 }
@@ -129,7 +133,8 @@ enum Prepared {
     Embed {
         file: FoundFile,
         record: ImageRecord,
-        input: Tensor,
+        /// [`PixioEncoder::prepare`]'s input, or [`PixioEncoder::prepare_views`]'s three.
+        input: Vec<Tensor>,
     },
     Copy {
         record: ImageRecord,
@@ -180,7 +185,7 @@ pub fn run_index_job(
             let (rx, tx) = (work_rx.clone(), done_tx.clone());
             s.spawn(move || {
                 for file in rx {
-                    if tx.send(prepare(collection, encoder, file, options.decode_limits)).is_err() {
+                    if tx.send(prepare(collection, encoder, file, options)).is_err() {
                         break;
                     }
                 }
@@ -249,7 +254,7 @@ fn record_of(file: &FoundFile, hash: [u8; 32], width: u32, height: u32, status: 
 }
 
 /// Reads, hashes and (only if needed) decodes and preprocesses one file.
-fn prepare(collection: &Collection, encoder: &PixioEncoder, file: FoundFile, limits: DecodeLimits) -> Prepared {
+fn prepare(collection: &Collection, encoder: &PixioEncoder, file: FoundFile, options: &IndexOptions) -> Prepared {
     let failed = |file: &FoundFile, hash, error: String| Prepared::Failed {
         path: file.path.clone(),
         record: Some(record_of(file, hash, 0, 0, ImageStatus::Failed { error: error.clone() })),
@@ -289,13 +294,18 @@ fn prepare(collection: &Collection, encoder: &PixioEncoder, file: FoundFile, lim
     if bytes.is_empty() {
         return failed(&file, hash, "empty file".into());
     }
-    let decoded = match decode_bytes(&bytes, limits) {
+    let decoded = match decode_bytes(&bytes, options.decode_limits) {
         Ok(d) => d,
         Err(e) => return failed(&file, hash, e.to_string()),
     };
     drop(bytes);
     let (w, h) = (decoded.image.width(), decoded.image.height());
-    match encoder.prepare(&decoded.image) {
+    let input = if options.dedup_views {
+        encoder.prepare_views(&decoded.image)
+    } else {
+        encoder.prepare(&decoded.image).map(|t| vec![t])
+    };
+    match input {
         Ok(input) => {
             let record = record_of(&file, hash, w, h, ImageStatus::Embedded);
             Prepared::Embed { file, record, input }
@@ -314,7 +324,7 @@ fn write_batch(
 ) -> Result<()> {
     let mut upserts = Vec::with_capacity(pending.len());
     let mut outcomes = Vec::with_capacity(pending.len());
-    let mut to_embed: Vec<(FoundFile, ImageRecord, Tensor)> = Vec::new();
+    let mut to_embed: Vec<(FoundFile, ImageRecord, Vec<Tensor>)> = Vec::new();
     for p in pending {
         match p {
             Prepared::Embed { file, record, input } => to_embed.push((file, record, input)),
@@ -353,17 +363,17 @@ fn write_batch(
     }
     // One forward pass per input size (Pixio's processor gives one size; shortest-edge ones may not).
     while !to_embed.is_empty() {
-        let dims = to_embed[0].2.dims().to_vec();
-        let (same, rest): (Vec<_>, Vec<_>) = to_embed.into_iter().partition(|(_, _, t)| t.dims() == dims.as_slice());
+        let dims = to_embed[0].2[0].dims().to_vec();
+        let (same, rest): (Vec<_>, Vec<_>) = to_embed.into_iter().partition(|(_, _, t)| t[0].dims() == dims.as_slice());
         to_embed = rest;
-        let inputs: Vec<Tensor> = same.iter().map(|(_, _, t)| t.clone()).collect();
-        let embedded = encoder.embed(&inputs)?;
+        let inputs: Vec<Vec<Tensor>> = same.iter().map(|(_, _, t)| t.clone()).collect();
+        let embedded = encoder.embed_images(&inputs)?;
         for ((_, mut record, _), result) in same.into_iter().zip(embedded) {
             match result {
-                Ok((global, patches)) => {
+                Ok(e) => {
                     outcomes.push((record.path.clone(), FileOutcome::Embedded));
-                    upserts
-                        .push(NewImage { record, embedding: Embedding::Computed { global, patches: Some(patches) } });
+                    let embedding = Embedding::Computed { global: e.global, patches: Some(e.patches), views: e.views };
+                    upserts.push(NewImage { record, embedding });
                 }
                 Err(e) => {
                     outcomes.push((record.path.clone(), FileOutcome::Failed(e.to_string())));

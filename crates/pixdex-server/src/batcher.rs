@@ -6,8 +6,7 @@
 //! runs, new requests queue up and form the next batch at once, so under load batches fill
 //! without waiting.
 
-use pixdex_core::{PatchGrid, UnitVector};
-use pixdex_indexer::encoder::PixioEncoder;
+use pixdex_indexer::encoder::{ImageEmbedding, PixioEncoder};
 use pixio::Tensor;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,12 +17,10 @@ use tokio::sync::oneshot;
 use crate::config::BatchingConfig;
 use crate::status::ServiceError;
 
-/// A query's embedding: the global vector and the full patch grid.
-pub(crate) type QueryEmbedding = (UnitVector, PatchGrid);
-
 struct Pending {
-    input: Tensor,
-    reply: oneshot::Sender<Result<QueryEmbedding, ServiceError>>,
+    /// One preprocessed image, or an image with its dedup views.
+    input: Vec<Tensor>,
+    reply: oneshot::Sender<Result<ImageEmbedding, ServiceError>>,
 }
 
 /// Counters that show batching at work.
@@ -52,8 +49,9 @@ impl QueryBatcher {
         Ok(Self { tx, counters })
     }
 
-    /// Embeds one preprocessed image (`[3, H, W]`), sharing a forward pass with concurrent calls.
-    pub(crate) async fn embed(&self, input: Tensor) -> Result<QueryEmbedding, ServiceError> {
+    /// Embeds one preprocessed image (`[3, H, W]`, or the three views of
+    /// [`PixioEncoder::prepare_views`]), sharing a forward pass with concurrent calls.
+    pub(crate) async fn embed(&self, input: Vec<Tensor>) -> Result<ImageEmbedding, ServiceError> {
         let (reply, answer) = oneshot::channel();
         match self.tx.try_send(Pending { input, reply }) {
             Ok(()) => {}
@@ -86,8 +84,9 @@ fn run(encoder: &PixioEncoder, rx: &Receiver<Pending>, config: BatchingConfig, c
         // Inputs of one shape go in one pass (the preprocessor gives every image the same size;
         // this keeps it correct if that ever changes).
         while !batch.is_empty() {
-            let dims = batch[0].input.dims().to_vec();
-            let (same, rest): (Vec<Pending>, Vec<Pending>) = batch.into_iter().partition(|p| p.input.dims() == dims);
+            let dims = batch[0].input.first().map(|t| t.dims().to_vec()).unwrap_or_default();
+            let (same, rest): (Vec<Pending>, Vec<Pending>) =
+                batch.into_iter().partition(|p| p.input.first().is_some_and(|t| t.dims() == dims));
             batch = rest;
             embed_group(encoder, same, counters);
         }
@@ -95,9 +94,9 @@ fn run(encoder: &PixioEncoder, rx: &Receiver<Pending>, config: BatchingConfig, c
 }
 
 fn embed_group(encoder: &PixioEncoder, group: Vec<Pending>, counters: &BatcherCounters) {
-    let inputs: Vec<Tensor> = group.iter().map(|p| p.input.clone()).collect();
+    let inputs: Vec<Vec<Tensor>> = group.iter().map(|p| p.input.clone()).collect();
     let started = Instant::now();
-    let results = encoder.embed(&inputs);
+    let results = encoder.embed_images(&inputs);
     counters.forward_passes.fetch_add(1, Ordering::Relaxed);
     counters.embeddings.fetch_add(group.len() as u64, Ordering::Relaxed);
     tracing::debug!(batch = group.len(), ms = started.elapsed().as_millis() as u64, "query forward pass");

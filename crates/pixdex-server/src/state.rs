@@ -2,11 +2,11 @@
 
 use pixdex_core::{Collection, ImageId, ImageRecord, UnitVector};
 use pixdex_indexer::decode::{DecodeLimits, decode_bytes};
-use pixdex_indexer::encoder::PixioEncoder;
+use pixdex_indexer::encoder::{ImageEmbedding, PixioEncoder};
 use std::sync::{Arc, OnceLock};
 use tokio_util::sync::CancellationToken;
 
-use crate::batcher::{QueryBatcher, QueryEmbedding};
+use crate::batcher::QueryBatcher;
 use crate::config::ServerConfig;
 use crate::jobs::IndexJobs;
 use crate::pb;
@@ -65,7 +65,11 @@ impl AppState {
 
     /// Decodes, preprocesses and embeds uploaded bytes (decoding on the blocking pool, the
     /// forward pass shared through the batcher). Returns the upright size too.
-    pub(crate) async fn embed_bytes(&self, bytes: Arc<Vec<u8>>) -> Result<(QueryEmbedding, (u32, u32)), ServiceError> {
+    pub(crate) async fn embed_bytes(
+        &self,
+        bytes: Arc<Vec<u8>>,
+        with_views: bool,
+    ) -> Result<(ImageEmbedding, (u32, u32)), ServiceError> {
         let model = self.model()?;
         if bytes.is_empty() {
             return Err(ServiceError::invalid("empty image bytes"));
@@ -79,7 +83,12 @@ impl AppState {
         let (input, size) = tokio::task::spawn_blocking(move || {
             let decoded = decode_bytes(&bytes, DecodeLimits::default())?;
             let size = (decoded.image.width(), decoded.image.height());
-            Ok::<_, ServiceError>((encoder.prepare(&decoded.image)?, size))
+            let input = if with_views {
+                encoder.prepare_views(&decoded.image)?
+            } else {
+                vec![encoder.prepare(&decoded.image)?]
+            };
+            Ok::<_, ServiceError>((input, size))
         })
         .await
         .map_err(|e| ServiceError::Internal(format!("decoding task: {e}")))??;

@@ -164,6 +164,7 @@ fn index_offline(args: &IndexArgs) -> anyhow::Result<ExitCode> {
         },
         batch_size: args.batch_size as usize,
         prune: args.prune,
+        dedup_views: !args.no_dedup_views,
         ..IndexOptions::default()
     };
     // Ctrl-C: finish the batch in flight, write it, and stop; a second Ctrl-C exits at once.
@@ -249,6 +250,7 @@ async fn index_served(args: &IndexArgs, url: &str) -> anyhow::Result<ExitCode> {
         include_hidden: args.hidden,
         follow_symlinks: args.follow_links,
         prune: args.prune,
+        skip_dedup_views: args.no_dedup_views,
     };
     let mut job = client
         .index

@@ -1,16 +1,24 @@
 //! Duplicate groups: exact duplicates by content hash, near duplicates from a k-NN graph over the
-//! global vectors, grouped so that chains of pairwise-similar images do not merge different
-//! shots.
+//! global vectors, verified patch by patch, and grouped so that chains of pairwise-similar images
+//! do not merge different shots.
 //!
-//! * Candidates come from each image's `neighbours` nearest vectors (the HNSW graph above the
-//!   exact-scan threshold, never all pairs); an edge is kept when the cosine reaches the
-//!   threshold.
-//! * **Star grouping**: the image with the most edges (then the highest sum of edge scores)
-//!   becomes a centre, and its group is the centre plus its not-yet-grouped neighbours; repeat.
-//!   Every member is directly similar to its centre, so a chain A–B–C–D–E (each similar only to
-//!   the next) becomes bounded stars, not one group. Connected components would glue a burst of
-//!   different shots into one giant group; complete linkage splits groups of heavy edits (two
-//!   edits of one original are often less similar to each other than to the original).
+//! * **Candidates**: each image's `neighbours` nearest plain vectors to its plain, mirrored and
+//!   grayscale vectors (the HNSW graph above the exact-scan threshold, never all pairs), down to
+//!   `verify_from`.
+//! * **Similarity** of a pair: the best cosine over the stored views (plain·plain, either image
+//!   mirrored against the other, grayscale·grayscale), so that a mirrored or desaturated copy
+//!   scores as its original. At or above `threshold` the pair is a near duplicate.
+//! * **Verification** (`query::verify`) of the pairs in between: the pair is a near duplicate if
+//!   at least `min_geometry` of the patches reappear under one affine map (against the other image
+//!   and its mirrored view). This recovers crops, rotations and heavy edits whose global vectors
+//!   drift, without letting in look-alikes (coins, other photos of the same animal), which share a
+//!   global look but not patch-level geometry.
+//! * **Star grouping**: the image with the most accepted edges (then the highest sum of edge
+//!   scores) becomes a centre, and its group is the centre plus its not-yet-grouped neighbours;
+//!   repeat. Every member is directly a duplicate of its centre, so a chain A–B–C–D–E becomes
+//!   bounded stars, not one group. Connected components would glue a burst of different shots
+//!   into one giant group; complete linkage splits groups of heavy edits (two edits of one
+//!   original are often less alike than either is to the original).
 //! * Each group names a suggested keeper chosen by a configurable rule (largest pixel count, then
 //!   larger file, then oldest), and every member's similarity to it. Nothing is ever deleted here.
 //! * Identical bytes form exact groups; of those only the keeper takes part in near grouping.
@@ -19,15 +27,22 @@ use rayon::prelude::*;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+use super::verify::{UnitGrid, geometric_score};
+use crate::codec::UnitVector;
 use crate::collection::{Collection, EXACT_SCAN_BELOW, ImageId, ImageRecord};
 use crate::error::{Error, Result};
 use crate::index::exact::TopK;
 
-/// The cosine similarity above which two images are near duplicates by default: the highest F1
-/// with precision ≥ 0.98 on the real-weights ViT-S/14 and the dev photos (`benches/dedup_quality.rs`:
-/// P 0.984, R 0.755 on the tuning seed; P 0.983, R 0.697 held out). 0.965 already lets coins of
-/// different denominations pair up.
-pub const DEFAULT_NEAR_THRESHOLD: f32 = 0.9675;
+/// The similarity (best cosine over the stored views) at or above which two images are near
+/// duplicates without patch verification. Chosen with [`DEFAULT_MIN_GEOMETRY`] on the
+/// real-weights ViT-S/14 and the dev photos (`benches/dedup_quality.rs`, see the README).
+pub const DEFAULT_NEAR_THRESHOLD: f32 = 0.9775;
+
+/// Candidate pairs at least this similar are verified patch by patch.
+pub const DEFAULT_VERIFY_FROM: f32 = 0.80;
+
+/// The fraction of patches that must reappear under one affine map for a verified pair.
+pub const DEFAULT_MIN_GEOMETRY: f32 = 0.16;
 
 /// What makes one copy the one to keep.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,8 +84,15 @@ pub const DEFAULT_KEEPER_RULE: [KeeperCriterion; 3] =
 /// How to look for duplicates.
 #[derive(Debug, Clone)]
 pub struct DedupOptions {
-    /// Cosine similarity at or above which two images are near duplicates.
+    /// Similarity (best cosine over the stored views) at or above which two images are near
+    /// duplicates without further checks.
     pub threshold: f32,
+    /// Neighbours at least this similar (plain cosine) are scored over their views; those still
+    /// below `threshold` are near duplicates if their patches match geometrically.
+    pub verify_from: f32,
+    /// Fraction of patches that must reappear under one affine map; `None` turns patch
+    /// verification off (then only `threshold` decides).
+    pub min_geometry: Option<f32>,
     /// Nearest neighbours examined per image.
     pub neighbours: usize,
     /// Only images whose path (or key) starts with this string.
@@ -83,10 +105,34 @@ impl Default for DedupOptions {
     fn default() -> Self {
         Self {
             threshold: DEFAULT_NEAR_THRESHOLD,
+            verify_from: DEFAULT_VERIFY_FROM,
+            min_geometry: Some(DEFAULT_MIN_GEOMETRY),
             neighbours: 10,
             path_prefix: None,
             keeper_rule: DEFAULT_KEEPER_RULE.to_vec(),
         }
+    }
+}
+
+impl DedupOptions {
+    /// The lowest plain cosine worth scoring over the views (which can lift a mirrored or
+    /// desaturated copy above the threshold) and verifying.
+    fn candidate_floor(&self) -> f32 {
+        self.verify_from.min(self.threshold)
+    }
+
+    fn validate(&self) -> Result<()> {
+        for (name, v) in [("threshold", self.threshold), ("verify_from", self.verify_from)] {
+            if !(-1.0..=1.0).contains(&v) {
+                return Err(Error::InvalidQuery(format!("{name} must be within -1..=1, not {v}")));
+            }
+        }
+        if let Some(g) = self.min_geometry
+            && !(0.0..=1.0).contains(&g)
+        {
+            return Err(Error::InvalidQuery(format!("min_geometry must be within 0..=1, not {g}")));
+        }
+        Ok(())
     }
 }
 
@@ -128,15 +174,24 @@ impl DuplicateGroup {
     }
 }
 
-/// Progress of [`Collection::find_duplicates`].
-pub trait DedupProgress: Sync {
-    /// `done` of `total` images have had their neighbours examined.
-    fn searched(&self, done: usize, total: usize);
+/// The two phases of [`Collection::find_duplicates`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DedupPhase {
+    /// Looking up each image's nearest neighbours (counted in images).
+    Searching,
+    /// Scoring and verifying candidate pairs (counted in pairs).
+    Verifying,
 }
 
-impl<F: Fn(usize, usize) + Sync> DedupProgress for F {
-    fn searched(&self, done: usize, total: usize) {
-        self(done, total)
+/// Progress of [`Collection::find_duplicates`].
+pub trait DedupProgress: Sync {
+    /// `done` of `total` units of `phase` are finished.
+    fn progress(&self, phase: DedupPhase, done: usize, total: usize);
+}
+
+impl<F: Fn(DedupPhase, usize, usize) + Sync> DedupProgress for F {
+    fn progress(&self, phase: DedupPhase, done: usize, total: usize) {
+        self(phase, done, total)
     }
 }
 
@@ -223,9 +278,7 @@ impl Collection {
         cancel: &AtomicBool,
         on_group: &mut dyn FnMut(&DuplicateGroup),
     ) -> Result<Vec<DuplicateGroup>> {
-        if !(-1.0..=1.0).contains(&options.threshold) {
-            return Err(Error::InvalidQuery(format!("threshold must be within -1..=1, not {}", options.threshold)));
-        }
+        options.validate()?;
         let in_scope: Option<HashSet<ImageId>> = match options.path_prefix.as_deref().filter(|p| !p.is_empty()) {
             Some(prefix) => Some(self.ids_with_path_prefix(prefix)?.into_iter().collect()),
             None => None,
@@ -257,7 +310,8 @@ impl Collection {
             groups.push(group);
         }
 
-        // Near: the k-NN graph over the remaining vectors, then stars.
+        // Near: candidates from the k-NN graph over the remaining vectors, each pair scored over
+        // the views and verified patch by patch where the score alone does not decide, then stars.
         let mut ids = Vec::new();
         let mut vectors = Vec::new();
         self.for_each_vector(|id, v| {
@@ -273,50 +327,95 @@ impl Collection {
         let vector = |i: usize| &vectors[i * dim..(i + 1) * dim];
         let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>();
         let k = options.neighbours.max(1);
+        let floor = options.candidate_floor();
         let done = AtomicUsize::new(0);
         let use_graph = self.vector_count() >= EXACT_SCAN_BELOW;
         let unfiltered = n == self.vector_count();
         let index = self.index.read();
-        let neighbour_lists: Vec<Vec<(u32, f32)>> = (0..n)
+        // Each image asks for its neighbours as it is and, where stored, mirrored and in grayscale:
+        // a mirrored or desaturated copy is then a neighbour however far its plain vector is.
+        let neighbour_lists: Vec<Vec<u32>> = (0..n)
             .into_par_iter()
             .map(|i| {
                 if cancel.load(Ordering::Relaxed) {
-                    return Vec::new();
+                    return Ok(Vec::new());
                 }
-                let q = vector(i);
-                let found: Vec<(u32, f32)> = if use_graph {
-                    // Without a scope or hidden copies every live id qualifies: no filter, which
-                    // keeps hnsw_rs on its faster unfiltered search.
-                    let keep = |id: u64| position.contains_key(&id);
-                    let keep: Option<&(dyn Fn(u64) -> bool + Sync)> = if unfiltered { None } else { Some(&keep) };
-                    index
-                        .search_where(q, k + 1, (4 * (k + 1)).max(64), keep)
-                        .into_iter()
-                        .filter_map(|(id, _)| position.get(&id).map(|&j| (j, dot(q, vector(j as usize)))))
-                        .collect()
-                } else {
-                    let mut top = TopK::new(k + 1);
-                    for j in 0..n {
-                        top.push(j as u64, dot(q, vector(j)));
-                    }
-                    top.into_sorted().into_iter().map(|(j, s)| (j as u32, s)).collect()
-                };
+                let views = self.view_vectors(ids[i])?;
+                let mut queries: Vec<&[f32]> = vec![vector(i)];
+                if let Some((flipped, gray)) = &views {
+                    queries.extend([flipped.as_slice(), gray.as_slice()]);
+                }
+                let mut found: Vec<u32> = Vec::new();
+                for q in queries {
+                    let hits: Vec<(u32, f32)> = if use_graph {
+                        // Without a scope or hidden copies every live id qualifies: no filter,
+                        // which keeps hnsw_rs on its faster unfiltered search.
+                        let keep = |id: u64| position.contains_key(&id);
+                        let keep: Option<&(dyn Fn(u64) -> bool + Sync)> = if unfiltered { None } else { Some(&keep) };
+                        index
+                            .search_where(q, k + 1, (4 * (k + 1)).max(64), keep)
+                            .into_iter()
+                            .filter_map(|(id, _)| position.get(&id).map(|&j| (j, dot(q, vector(j as usize)))))
+                            .collect()
+                    } else {
+                        let mut top = TopK::new(k + 1);
+                        for j in 0..n {
+                            top.push(j as u64, dot(q, vector(j)));
+                        }
+                        top.into_sorted().into_iter().map(|(j, s)| (j as u32, s)).collect()
+                    };
+                    found.extend(hits.into_iter().filter(|&(j, s)| j as usize != i && s >= floor).map(|(j, _)| j));
+                }
                 let d = done.fetch_add(1, Ordering::Relaxed) + 1;
                 if d.is_multiple_of(1024) || d == n {
-                    progress.searched(d, n);
+                    progress.progress(DedupPhase::Searching, d, n);
                 }
-                found.into_iter().filter(|&(j, s)| j as usize != i && s >= options.threshold).collect()
+                Ok(found)
             })
-            .collect();
+            .collect::<Result<_>>()?;
         drop(index);
-        let mut edges: Vec<(u32, u32, f32)> = Vec::new();
-        for (i, list) in neighbour_lists.iter().enumerate() {
-            for &(j, s) in list {
-                edges.push(((i as u32).min(j), (i as u32).max(j), s));
+        drop(vectors);
+        // Each candidate pair once, grouped by its first image so that image's grid is decoded once.
+        let mut pairs: Vec<(u32, u32)> = Vec::new();
+        for (i, list) in neighbour_lists.into_iter().enumerate() {
+            pairs.extend(list.into_iter().map(|j| ((i as u32).min(j), (i as u32).max(j))));
+        }
+        pairs.sort_unstable();
+        pairs.dedup();
+        let mut by_first: Vec<(u32, Vec<u32>)> = Vec::new();
+        for (a, b) in pairs {
+            match by_first.last_mut() {
+                Some((first, rest)) if *first == a => rest.push(b),
+                _ => by_first.push((a, vec![b])),
             }
         }
-        edges.sort_by_key(|e| (e.0, e.1));
-        edges.dedup_by(|a, b| (a.0, a.1) == (b.0, b.1));
+        let total = by_first.iter().map(|(_, r)| r.len()).sum::<usize>();
+        let verified = AtomicUsize::new(0);
+        let scorer = PairScorer { collection: self, options };
+        let edges: Vec<Vec<(u32, u32, f32)>> = by_first
+            .into_par_iter()
+            .map(|(a, rest)| {
+                let mut accepted = Vec::new();
+                if cancel.load(Ordering::Relaxed) {
+                    return Ok(accepted);
+                }
+                let mut first = scorer.load(ids[a as usize])?;
+                for b in rest {
+                    let other = scorer.load(ids[b as usize])?;
+                    if let (Some(x), Some(y)) = (first.as_mut(), other.as_ref())
+                        && let Some(s) = scorer.accept(x, y)?
+                    {
+                        accepted.push((a, b, s));
+                    }
+                    let d = verified.fetch_add(1, Ordering::Relaxed) + 1;
+                    if d.is_multiple_of(256) || d == total {
+                        progress.progress(DedupPhase::Verifying, d, total);
+                    }
+                }
+                Ok(accepted)
+            })
+            .collect::<Result<_>>()?;
+        let edges: Vec<(u32, u32, f32)> = edges.into_iter().flatten().collect();
 
         for (centre, others) in star_groups(n, &edges) {
             let mut members = Vec::with_capacity(others.len() + 1);
@@ -331,20 +430,116 @@ impl Collection {
             }
             rank_by_rule(&mut members, &options.keeper_rule);
             let keeper_reason = keeper_reason(&members, &options.keeper_rule);
-            let keeper_vector = vector(position[&members[0].0.0] as usize);
-            let mut members: Vec<DuplicateMember> = members
-                .into_iter()
-                .map(|(id, record)| {
-                    let score = dot(keeper_vector, vector(position[&id.0] as usize)).min(1.0);
-                    DuplicateMember { id, record, score }
-                })
-                .collect();
-            members[1..].sort_by(|a, b| b.score.total_cmp(&a.score).then(a.id.cmp(&b.id)));
-            let group = DuplicateGroup { kind: DuplicateKind::Near, members, keeper_reason };
+            let keeper = scorer.load(members[0].0)?;
+            let mut scored = Vec::with_capacity(members.len());
+            for (id, record) in members {
+                let score = match (&keeper, scorer.load(id)?) {
+                    (Some(k), Some(m)) => similarity(k, &m),
+                    _ => 0.0,
+                };
+                scored.push(DuplicateMember { id, record, score });
+            }
+            scored[0].score = 1.0;
+            scored[1..].sort_by(|a, b| b.score.total_cmp(&a.score).then(a.id.cmp(&b.id)));
+            let group = DuplicateGroup { kind: DuplicateKind::Near, members: scored, keeper_reason };
             on_group(&group);
             groups.push(group);
         }
         Ok(groups)
+    }
+}
+
+/// What pair scoring needs of one image, loaded once per use.
+struct ImageViews {
+    id: ImageId,
+    plain: UnitVector,
+    /// Mirrored and grayscale global vectors, if stored.
+    views: Option<(UnitVector, UnitVector)>,
+    /// The image's own patch grid, normalised, decoded on first use.
+    grid: Option<Option<UnitGrid>>,
+}
+
+/// The similarity of two images: the best cosine over their views (the plain vectors; either
+/// image mirrored against the other; both in grayscale), or the plain cosine when either has no
+/// stored views.
+fn similarity(a: &ImageViews, b: &ImageViews) -> f32 {
+    let mut s = a.plain.dot(b.plain.as_slice());
+    if let (Some((af, ag)), Some((bf, bg))) = (&a.views, &b.views) {
+        s = s.max(a.plain.dot(bf.as_slice())).max(af.dot(b.plain.as_slice())).max(ag.dot(bg.as_slice()));
+    }
+    s.min(1.0)
+}
+
+/// Decides candidate pairs by [`DedupOptions`].
+struct PairScorer<'a> {
+    collection: &'a Collection,
+    options: &'a DedupOptions,
+}
+
+impl PairScorer<'_> {
+    fn load(&self, id: ImageId) -> Result<Option<ImageViews>> {
+        let Some(plain) = self.collection.global_vector(id)? else { return Ok(None) };
+        Ok(Some(ImageViews { id, plain, views: self.collection.view_vectors(id)?, grid: None }))
+    }
+
+    /// The pair's similarity if the pair is a near duplicate: similar enough outright, or similar
+    /// enough to check and verified patch by patch (against `b` and its mirrored view).
+    fn accept(&self, a: &mut ImageViews, b: &ImageViews) -> Result<Option<f32>> {
+        let s = similarity(a, b);
+        if s >= self.options.threshold {
+            return Ok(Some(s));
+        }
+        let Some(min_geometry) = self.options.min_geometry else { return Ok(None) };
+        if s < self.options.verify_from {
+            return Ok(None);
+        }
+        let verified = self.geometry(a, b, Some(min_geometry))?.is_some_and(|g| g >= min_geometry);
+        Ok(verified.then_some(s))
+    }
+
+    /// The best geometric match of `a`'s patches in `b`'s or in `b`'s mirrored view (`None`
+    /// without stored patches); stops early once `enough` is reached.
+    fn geometry(&self, a: &mut ImageViews, b: &ImageViews, enough: Option<f32>) -> Result<Option<f32>> {
+        if a.grid.is_none() {
+            a.grid = Some(self.collection.patch_grid(a.id)?.as_ref().map(UnitGrid::from));
+        }
+        let Some(Some(grid)) = &a.grid else { return Ok(None) };
+        // The same pair always gets the same RANSAC draws.
+        let seed = a.id.0.rotate_left(32) ^ b.id.0;
+        let mut best = None;
+        for other in
+            [self.collection.patch_grid(b.id)?, self.collection.flipped_patch_grid(b.id)?].into_iter().flatten()
+        {
+            let g = geometric_score(grid, &UnitGrid::from(&other), seed);
+            best = Some(best.map_or(g, |b: f32| b.max(g)));
+            if enough.is_some_and(|e| g >= e) {
+                break;
+            }
+        }
+        Ok(best)
+    }
+}
+
+/// How two stored images compare in duplicate detection.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PairComparison {
+    /// The best cosine over the views (plain, mirrored, grayscale); the plain cosine if either
+    /// image has no stored views.
+    pub similarity: f32,
+    /// Fraction of the first image's patches (the smaller id's) that reappear in the other, or in
+    /// its mirrored view, under one affine map; `None` without stored patches.
+    pub geometry: Option<f32>,
+}
+
+impl Collection {
+    /// The scores [`Collection::find_duplicates`] decides a pair by (`None` if either image has
+    /// no vector). Symmetric: the pair is taken in id order.
+    pub fn compare_images(&self, a: ImageId, b: ImageId) -> Result<Option<PairComparison>> {
+        let options = DedupOptions::default();
+        let scorer = PairScorer { collection: self, options: &options };
+        let (a, b) = (a.min(b), a.max(b));
+        let (Some(mut x), Some(y)) = (scorer.load(a)?, scorer.load(b)?) else { return Ok(None) };
+        Ok(Some(PairComparison { similarity: similarity(&x, &y), geometry: scorer.geometry(&mut x, &y, None)? }))
     }
 }
 
@@ -365,6 +560,7 @@ pub struct DuplicatesOf {
 impl Collection {
     /// The exact and near duplicates of one stored image (at most [`crate::MAX_K`] near ones).
     pub fn duplicates_of(&self, id: ImageId, options: &DedupOptions) -> Result<DuplicatesOf> {
+        options.validate()?;
         let record = self.get(id)?.ok_or(Error::NotFound(id.0))?;
         let vector = self.global_vector(id)?;
         let mut exact = Vec::new();
@@ -376,18 +572,26 @@ impl Collection {
             }
         }
         let mut near = Vec::new();
-        if let Some(vector) = vector {
+        let scorer = PairScorer { collection: self, options };
+        if let Some(vector) = vector
+            && let Some(mut this) = scorer.load(id)?
+        {
             let mut exclude: Vec<ImageId> = exact.iter().map(|m| m.id).collect();
             exclude.push(id);
             let query = crate::SimilarQuery {
                 k: options.neighbours.clamp(1, crate::MAX_K),
-                min_score: Some(options.threshold),
+                min_score: Some(options.candidate_floor()),
                 path_prefix: options.path_prefix.clone(),
                 exclude,
             };
             for hit in self.search_similar(&vector, &query)? {
-                near.push(DuplicateMember { id: hit.hit.id, record: hit.record, score: hit.hit.score.min(1.0) });
+                if let Some(other) = scorer.load(hit.hit.id)?
+                    && let Some(score) = scorer.accept(&mut this, &other)?
+                {
+                    near.push(DuplicateMember { id: hit.hit.id, record: hit.record, score });
+                }
             }
+            near.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.id.cmp(&b.id)));
         }
         let mut all: Vec<(ImageId, ImageRecord)> =
             std::iter::once((id, record)).chain(exact.iter().chain(&near).map(|m| (m.id, m.record.clone()))).collect();

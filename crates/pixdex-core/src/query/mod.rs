@@ -3,9 +3,10 @@
 
 pub(crate) mod dedup;
 pub(crate) mod similar;
+pub(crate) mod verify;
 
 pub use dedup::{
-    DEFAULT_KEEPER_RULE, DEFAULT_NEAR_THRESHOLD, DedupOptions, DedupProgress, DuplicateGroup, DuplicateKind,
-    DuplicateMember, DuplicatesOf, KeeperCriterion,
+    DEFAULT_KEEPER_RULE, DEFAULT_MIN_GEOMETRY, DEFAULT_NEAR_THRESHOLD, DEFAULT_VERIFY_FROM, DedupOptions, DedupPhase,
+    DedupProgress, DuplicateGroup, DuplicateKind, DuplicateMember, DuplicatesOf, KeeperCriterion,
 };
 pub use similar::{MAX_K, SimilarHit, SimilarQuery};

@@ -1,7 +1,10 @@
 //! Duplicate grouping on constructed vectors: planted families, chains, exact copies, scopes;
 //! on both the exact-scan and the HNSW paths.
 
-use pixdex_core::{Collection, DedupOptions, DuplicateGroup, DuplicateKind, Embedding, NewImage, UnitVector};
+use pixdex_core::{
+    Collection, DedupOptions, DedupPhase, DedupViews, DuplicateGroup, DuplicateKind, Embedding, NewImage, PatchGrid,
+    UnitVector,
+};
 use rand::Rng;
 use std::sync::atomic::AtomicBool;
 
@@ -71,6 +74,12 @@ fn build(c: &Collection, background: usize) -> Planted {
     Planted { families, chain }
 }
 
+/// Grouping by the global cosine alone (the fixtures' patch grids are all alike), at the
+/// threshold these vectors were planted for.
+fn cosine_only() -> DedupOptions {
+    DedupOptions { threshold: 0.9675, min_geometry: None, ..Default::default() }
+}
+
 fn blake(i: u64) -> [u8; 32] {
     let mut h = [0u8; 32];
     h[..8].copy_from_slice(&i.to_le_bytes());
@@ -119,15 +128,17 @@ fn groups_families_not_chains_on_the_exact_scan() {
     let planted = build(&c, 300);
     let mut streamed = Vec::new();
     let groups = c
-        .find_duplicates(&DedupOptions::default(), &|_: usize, _: usize| {}, &AtomicBool::new(false), &mut |g| {
+        .find_duplicates(&cosine_only(), &|_: DedupPhase, _: usize, _: usize| {}, &AtomicBool::new(false), &mut |g| {
             streamed.push(g.clone())
         })
         .unwrap();
     assert_eq!(streamed, groups, "every group is streamed as found");
     check(&c, &planted, &groups);
     // Scoped to a prefix: only family 3.
-    let scoped = DedupOptions { path_prefix: Some("/fam/3/".into()), ..Default::default() };
-    let g = c.find_duplicates(&scoped, &|_: usize, _: usize| {}, &AtomicBool::new(false), &mut |_| {}).unwrap();
+    let scoped = DedupOptions { path_prefix: Some("/fam/3/".into()), ..cosine_only() };
+    let g = c
+        .find_duplicates(&scoped, &|_: DedupPhase, _: usize, _: usize| {}, &AtomicBool::new(false), &mut |_| {})
+        .unwrap();
     assert_eq!(g.len(), 1);
     assert_eq!(paths(&g[0]).len(), 4);
 }
@@ -139,11 +150,149 @@ fn groups_families_not_chains_through_the_graph() {
     let planted = build(&c, 5000);
     assert!(c.vector_count() >= pixdex_core::EXACT_SCAN_BELOW);
     let seen = std::sync::Mutex::new(0);
-    let progress = |done: usize, total: usize| {
+    let progress = |phase: DedupPhase, done: usize, total: usize| {
         assert!(done <= total);
-        *seen.lock().unwrap() = done;
+        if phase == DedupPhase::Searching {
+            *seen.lock().unwrap() = done;
+        }
     };
-    let groups = c.find_duplicates(&DedupOptions::default(), &progress, &AtomicBool::new(false), &mut |_| {}).unwrap();
+    let groups = c.find_duplicates(&cosine_only(), &progress, &AtomicBool::new(false), &mut |_| {}).unwrap();
     check(&c, &planted, &groups);
     assert_eq!(*seen.lock().unwrap(), c.vector_count() - 1, "progress reaches the end (the copy is not searched)");
+}
+
+/// A patch grid seeing a random "scene" through an 8×8 window moved by (`dr`, `dc`) patches.
+fn scene(seed: u64, dr: usize, dc: usize) -> PatchGrid {
+    const DIMS: usize = 16;
+    let mut values = Vec::new();
+    for r in 0..8 {
+        for c in 0..8 {
+            let mut cell = rng(seed * 10_007 + ((r + dr) * 100 + c + dc) as u64);
+            values.extend((0..DIMS).map(|_| cell.random_range(-1.0f32..1.0)));
+        }
+    }
+    PatchGrid { rows: 8, cols: 8, dim: DIMS, values }
+}
+
+/// The grid mirrored left to right.
+fn mirrored(g: &PatchGrid) -> PatchGrid {
+    let mut out = g.clone();
+    for r in 0..g.rows {
+        for c in 0..g.cols {
+            let to = (r * g.cols + c) * g.dim;
+            out.values[to..to + g.dim].copy_from_slice(g.patch(r, g.cols - 1 - c));
+        }
+    }
+    out
+}
+
+/// A unit vector at cosine `cos` from `v`.
+fn at_cosine(r: &mut impl Rng, v: &UnitVector, cos: f32) -> UnitVector {
+    let u = random_unit(r, DIM);
+    let along = u.dot(v.as_slice());
+    let orth = UnitVector::new(u.as_slice().iter().zip(v.as_slice()).map(|(x, y)| x - along * y).collect()).unwrap();
+    let sin = (1.0 - cos * cos).sqrt();
+    UnitVector::new(v.as_slice().iter().zip(orth.as_slice()).map(|(a, b)| cos * a + sin * b).collect()).unwrap()
+}
+
+fn with_views(path: &str, global: UnitVector, patches: PatchGrid, views: Option<DedupViews>) -> NewImage {
+    let mut img = image(path, 0, Some(global.clone()));
+    img.embedding = Embedding::Computed { global, patches: Some(patches), views };
+    img
+}
+
+#[test]
+fn views_and_patch_verification_decide_pairs_the_global_cosine_cannot() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Collection::open_or_create(dir.path(), &config(DIM)).unwrap();
+    let mut r = rng(5);
+    let g = random_unit(&mut r, DIM);
+    let (gf, gg) = (random_unit(&mut r, DIM), random_unit(&mut r, DIM)); // the original's other views
+    let original = scene(1, 0, 0);
+    let views = |flipped: UnitVector, gray: UnitVector, flipped_patches: PatchGrid| {
+        Some(DedupViews { flipped, gray, flipped_patches: Some(flipped_patches) })
+    };
+    let mut items = vec![
+        with_views("/a/original.jpg", g.clone(), original.clone(), views(gf.clone(), gg.clone(), mirrored(&original))),
+        // A crop: the same scene moved by a patch, globally only 0.9 alike.
+        with_views("/a/crop.jpg", at_cosine(&mut r, &g, 0.9), scene(1, 1, 1), None),
+        // A look-alike: as close globally, another scene.
+        with_views("/a/lookalike.jpg", at_cosine(&mut r, &g, 0.9), scene(2, 0, 0), None),
+        // A mirrored copy: its mirrored view is the original's plain one (a mirror's plain vector
+        // stays close, which makes it a candidate).
+        with_views(
+            "/a/mirror.jpg",
+            at_cosine(&mut r, &g, 0.93),
+            mirrored(&original),
+            views(g.clone(), gg.clone(), original.clone()),
+        ),
+        // A mirrored crop: matches geometrically only through its stored mirrored grid.
+        with_views(
+            "/a/mirror-crop.jpg",
+            at_cosine(&mut r, &g, 0.85),
+            mirrored(&scene(1, 1, 0)),
+            views(at_cosine(&mut r, &g, 0.9), random_unit(&mut r, DIM), scene(1, 1, 0)),
+        ),
+    ];
+    for (i, item) in items.iter_mut().enumerate() {
+        item.record.blake3 = blake(100 + i as u64);
+        item.record.width = if i == 0 { 4000 } else { 1000 };
+    }
+    c.commit(items, &[]).unwrap();
+
+    let groups = c
+        .find_duplicates(
+            &DedupOptions::default(),
+            &|_: DedupPhase, _: usize, _: usize| {},
+            &AtomicBool::new(false),
+            &mut |_| {},
+        )
+        .unwrap();
+    assert_eq!(groups.len(), 1, "{groups:?}");
+    let mut got = paths(&groups[0]);
+    assert_eq!(got[0], "/a/original.jpg");
+    got.sort();
+    assert_eq!(got, ["/a/crop.jpg", "/a/mirror-crop.jpg", "/a/mirror.jpg", "/a/original.jpg"]);
+    let score_of = |p: &str| groups[0].members.iter().find(|m| m.record.path.to_str() == Some(p)).unwrap().score;
+    assert!((score_of("/a/mirror.jpg") - 1.0).abs() < 1e-5, "the mirrored view matches exactly");
+    assert!((score_of("/a/crop.jpg") - 0.9).abs() < 1e-4);
+
+    // Without verification only the mirrored copy remains; the scoped variant agrees.
+    let cosine = DedupOptions { min_geometry: None, ..Default::default() };
+    let groups = c
+        .find_duplicates(&cosine, &|_: DedupPhase, _: usize, _: usize| {}, &AtomicBool::new(false), &mut |_| {})
+        .unwrap();
+    assert_eq!(groups.len(), 1);
+    assert_eq!(paths(&groups[0]).len(), 2);
+    let id = c.id_by_path("/a/original.jpg".as_ref()).unwrap().unwrap();
+    let of = c.duplicates_of(id, &DedupOptions::default()).unwrap();
+    let mut near: Vec<_> = of.near.iter().map(|m| m.record.path.display().to_string()).collect();
+    near.sort();
+    assert_eq!(near, ["/a/crop.jpg", "/a/mirror-crop.jpg", "/a/mirror.jpg"]);
+    assert!(of.near.windows(2).all(|w| w[0].score >= w[1].score));
+}
+
+#[test]
+fn views_are_stored_copied_and_removed_with_their_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Collection::open_or_create(dir.path(), &config(DIM)).unwrap();
+    let mut r = rng(9);
+    let (g, gf, gg) = (random_unit(&mut r, DIM), random_unit(&mut r, DIM), random_unit(&mut r, DIM));
+    let grid = scene(3, 0, 0);
+    let views = DedupViews { flipped: gf.clone(), gray: gg.clone(), flipped_patches: Some(mirrored(&grid)) };
+    let ids = c.commit(vec![with_views("/v/a.jpg", g, grid.clone(), Some(views))], &[]).unwrap();
+    let mut copy = image("/v/copy.jpg", 0, None);
+    copy.embedding = Embedding::CopyOf(ids[0]);
+    let copy_id = c.commit(vec![copy], &[]).unwrap()[0];
+    for id in [ids[0], copy_id] {
+        let (f, gray) = c.view_vectors(id).unwrap().unwrap();
+        assert_eq!((f, gray), (gf.clone(), gg.clone()));
+        let back = c.flipped_patch_grid(id).unwrap().unwrap();
+        assert_eq!((back.rows, back.cols, back.dim), (8, 8, 16));
+        assert!(back.values.iter().zip(&mirrored(&grid).values).all(|(a, b)| (a - b).abs() < 0.01));
+    }
+    c.commit(vec![], &[ids[0]]).unwrap();
+    assert!(c.view_vectors(ids[0]).unwrap().is_none());
+    assert!(c.flipped_patch_grid(ids[0]).unwrap().is_none());
+    assert!(c.view_vectors(copy_id).unwrap().is_some(), "the copy keeps its own");
 }

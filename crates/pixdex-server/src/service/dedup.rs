@@ -1,6 +1,6 @@
 //! `pixdex.v1.DedupService`: duplicate groups streamed as found, and the duplicates of one image.
 
-use pixdex_core::{DedupOptions, DuplicateGroup, DuplicateKind, DuplicateMember, KeeperCriterion};
+use pixdex_core::{DedupOptions, DedupPhase, DuplicateGroup, DuplicateKind, DuplicateMember, KeeperCriterion};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,16 +21,33 @@ pub(crate) struct DedupApi {
     pub(crate) state: Arc<AppState>,
 }
 
-fn options(
+/// The near-duplicate rule of a request; unset fields take the defaults.
+struct Rule {
     threshold: Option<f32>,
+    verify_from: Option<f32>,
+    min_geometry: Option<f32>,
+    no_verify: bool,
+}
+
+fn options(
+    rule: Rule,
     keeper_rule: &[i32],
     neighbours: usize,
     path_prefix: String,
 ) -> Result<DedupOptions, ServiceError> {
     let defaults = DedupOptions::default();
-    let threshold = threshold.unwrap_or(defaults.threshold);
-    if !(-1.0..=1.0).contains(&threshold) {
-        return Err(ServiceError::invalid(format!("threshold must be within -1..=1, not {threshold}")));
+    let threshold = rule.threshold.unwrap_or(defaults.threshold);
+    let verify_from = rule.verify_from.unwrap_or(defaults.verify_from);
+    for (name, v) in [("threshold", threshold), ("verify_from", verify_from)] {
+        if !(-1.0..=1.0).contains(&v) {
+            return Err(ServiceError::invalid(format!("{name} must be within -1..=1, not {v}")));
+        }
+    }
+    let min_geometry = if rule.no_verify { None } else { rule.min_geometry.or(defaults.min_geometry) };
+    if let Some(g) = min_geometry
+        && !(0.0..=1.0).contains(&g)
+    {
+        return Err(ServiceError::invalid(format!("min_geometry must be within 0..=1, not {g}")));
     }
     let keeper_rule = if keeper_rule.is_empty() {
         defaults.keeper_rule
@@ -47,7 +64,14 @@ fn options(
             })
             .collect::<Result<_, _>>()?
     };
-    Ok(DedupOptions { threshold, neighbours, path_prefix: Some(path_prefix).filter(|p| !p.is_empty()), keeper_rule })
+    Ok(DedupOptions {
+        threshold,
+        verify_from,
+        min_geometry,
+        neighbours,
+        path_prefix: Some(path_prefix).filter(|p| !p.is_empty()),
+        keeper_rule,
+    })
 }
 
 fn member(m: &DuplicateMember) -> pb::DuplicateMember {
@@ -76,12 +100,21 @@ impl pb::dedup_service_server::DedupService for DedupApi {
         &self,
         request: Request<pb::FindDuplicatesRequest>,
     ) -> Result<Response<Self::FindDuplicatesStream>, Status> {
-        let pb::FindDuplicatesRequest { threshold, path_prefix, keeper_rule, neighbours } = request.into_inner();
+        let pb::FindDuplicatesRequest {
+            threshold,
+            path_prefix,
+            keeper_rule,
+            neighbours,
+            verify_from,
+            min_geometry,
+            no_verify,
+        } = request.into_inner();
         if neighbours > MAX_NEIGHBOURS {
             return Err(ServiceError::invalid(format!("neighbours must be at most {MAX_NEIGHBOURS}")).into());
         }
         let neighbours = if neighbours == 0 { DedupOptions::default().neighbours } else { neighbours as usize };
-        let options = options(threshold, &keeper_rule, neighbours, path_prefix)?;
+        let rule = Rule { threshold, verify_from, min_geometry, no_verify };
+        let options = options(rule, &keeper_rule, neighbours, path_prefix)?;
         let collection = self.state.collection()?;
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         // The run stops when the server shuts down, or when the client goes away (a failed send:
@@ -104,8 +137,21 @@ impl pb::dedup_service_server::DedupService for DedupApi {
                     cancel.store(true, Ordering::Relaxed);
                 }
             };
-            let progress = |searched: usize, total: usize| {
-                send(Event::Progress(pb::DedupProgress { searched: searched as u64, total: total as u64 }))
+            // The verifying phase repeats the finished search counts.
+            let searched = std::sync::Mutex::new((0u64, 0u64));
+            let progress = |phase: DedupPhase, done: usize, total: usize| {
+                let (done, total) = (done as u64, total as u64);
+                let event = match phase {
+                    DedupPhase::Searching => {
+                        *searched.lock().unwrap_or_else(|e| e.into_inner()) = (done, total);
+                        pb::DedupProgress { searched: done, total, verified: 0, to_verify: 0 }
+                    }
+                    DedupPhase::Verifying => {
+                        let (searched, total_images) = *searched.lock().unwrap_or_else(|e| e.into_inner());
+                        pb::DedupProgress { searched, total: total_images, verified: done, to_verify: total }
+                    }
+                };
+                send(Event::Progress(event))
             };
             let mut on_group = |g: &DuplicateGroup| send(Event::Group(group(g)));
             match collection.find_duplicates(&options, &progress, &cancel, &mut on_group) {
@@ -135,7 +181,8 @@ impl pb::dedup_service_server::DedupService for DedupApi {
         &self,
         request: Request<pb::DuplicatesOfRequest>,
     ) -> Result<Response<pb::DuplicatesOfResponse>, Status> {
-        let pb::DuplicatesOfRequest { image, threshold, keeper_rule, limit } = request.into_inner();
+        let pb::DuplicatesOfRequest { image, threshold, keeper_rule, limit, verify_from, min_geometry, no_verify } =
+            request.into_inner();
         let limit = match limit {
             0 => 100,
             l if l as usize > pixdex_core::MAX_K => {
@@ -143,7 +190,8 @@ impl pb::dedup_service_server::DedupService for DedupApi {
             }
             l => l as usize,
         };
-        let options = options(threshold, &keeper_rule, limit, String::new())?;
+        let rule = Rule { threshold, verify_from, min_geometry, no_verify };
+        let options = options(rule, &keeper_rule, limit, String::new())?;
         let collection = self.state.collection()?;
         let (id, record) = self.state.resolve(&collection, image)?;
         let found = blocking(move || Ok(collection.duplicates_of(id, &options)?)).await?;

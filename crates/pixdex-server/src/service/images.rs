@@ -92,8 +92,9 @@ async fn upsert(state: &AppState, request: pb::UpsertImageRequest) -> Result<pb:
     let (embedding, (width, height)) = match &source {
         Some((id, record)) => (Embedding::CopyOf(*id), (record.width, record.height)),
         None => {
-            let ((global, patches), size) = state.embed_bytes(bytes.clone()).await?;
-            (Embedding::Computed { global, patches: Some(patches) }, size)
+            // Uploads are stored like indexed files, with the views duplicate detection uses.
+            let (e, size) = state.embed_bytes(bytes.clone(), true).await?;
+            (Embedding::Computed { global: e.global, patches: Some(e.patches), views: e.views }, size)
         }
     };
     let record = ImageRecord {

@@ -56,8 +56,15 @@ impl pb::index_service_server::IndexService for IndexApi {
         &self,
         request: Request<pb::StartIndexJobRequest>,
     ) -> Result<Response<pb::IndexJob>, Status> {
-        let pb::StartIndexJobRequest { roots, include, exclude, include_hidden, follow_symlinks, prune } =
-            request.into_inner();
+        let pb::StartIndexJobRequest {
+            roots,
+            include,
+            exclude,
+            include_hidden,
+            follow_symlinks,
+            prune,
+            skip_dedup_views,
+        } = request.into_inner();
         let state = &self.state;
         if roots.is_empty() {
             return Err(ServiceError::invalid("no roots to index").into());
@@ -80,6 +87,7 @@ impl pb::index_service_server::IndexService for IndexApi {
             crawl: CrawlOptions { roots, include_hidden, follow_links: follow_symlinks, include, exclude },
             batch_size: state.config.index_batch_size.max(1),
             prune,
+            dedup_views: !skip_dedup_views,
             ..IndexOptions::default()
         };
         let job = state.jobs.start(collection, encoder, options)?;

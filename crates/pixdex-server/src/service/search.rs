@@ -56,7 +56,8 @@ async fn search_one(state: &AppState, request: pb::SearchRequest) -> Result<pb::
         match query.ok_or_else(|| ServiceError::invalid("missing query (image, stored or vector)"))? {
             Query::Image(bytes) => {
                 let hash = blake3::hash(&bytes);
-                let ((vector, _patches), _size) = state.embed_bytes(Arc::new(bytes)).await?;
+                let (embedding, _size) = state.embed_bytes(Arc::new(bytes), false).await?;
+                let vector = embedding.global;
                 let exclude = if exclude_self { collection.ids_by_hash(hash.as_bytes())? } else { Vec::new() };
                 (vector, exclude)
             }

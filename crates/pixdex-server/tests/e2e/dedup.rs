@@ -16,17 +16,20 @@ async fn find_duplicates_streams_exact_and_near_groups() {
     p1.resize_exact(p1.width() * 2, p1.height() * 2, image::imageops::FilterType::CatmullRom)
         .save(lib.join("p1-large.png"))
         .unwrap();
+    // p3 mirrored: found through the stored mirrored view, where it scores as its original.
+    image::open(&paths[3]).unwrap().fliph().save(lib.join("p3-mirror.png")).unwrap();
     server.index_library().await;
     let c = &mut server.client;
 
-    let request = pb::FindDuplicatesRequest { threshold: Some(0.99), ..Default::default() };
+    // The tiny random-weight model's patches mean nothing: the similarity alone decides.
+    let request = pb::FindDuplicatesRequest { threshold: Some(0.99), no_verify: true, ..Default::default() };
     let mut stream = c.dedup.find_duplicates(request).await.unwrap().into_inner();
     let (mut groups, mut progress, mut summary) = (Vec::new(), 0, None);
     while let Some(message) = stream.message().await.unwrap() {
         assert!(summary.is_none(), "the summary comes last");
         match message.event.unwrap() {
             Event::Progress(p) => {
-                assert!(p.searched <= p.total);
+                assert!(p.searched <= p.total && p.verified <= p.to_verify, "{p:?}");
                 progress += 1;
             }
             Event::Group(g) => groups.push(g),
@@ -43,14 +46,33 @@ async fn find_duplicates_streams_exact_and_near_groups() {
     let mut e = names(exact[0]);
     e.sort();
     assert_eq!(e, vec!["copy-of-p0.png", "p0.png"]);
-    let near: Vec<_> = groups.iter().filter(|g| g.kind() == pb::DuplicateKind::Near).collect();
-    assert_eq!(near.len(), 1, "{:?}", near.iter().map(|g| names(g)).collect::<Vec<_>>());
+    let mut near: Vec<_> = groups.iter().filter(|g| g.kind() == pb::DuplicateKind::Near).collect();
+    assert_eq!(near.len(), 2, "{:?}", near.iter().map(|g| names(g)).collect::<Vec<_>>());
+    near.sort_by_key(|g| names(g).contains(&"p3.png".to_string()));
     assert_eq!(names(near[0]), vec!["p1-large.png", "p1.png"], "the larger copy is the keeper");
     assert!(near[0].keeper_reason.starts_with("largest pixel count"), "{}", near[0].keeper_reason);
     assert!(near[0].members[1].score >= 0.99);
-    assert_eq!((summary.groups, summary.images_in_groups), (2, 4));
+    // The tiny model finds most pictures alike (p4 may join at 0.99); the mirror scores ~1.
+    let mirror = near[1].members.iter().find(|m| m.image.as_ref().unwrap().path.ends_with("p3-mirror.png"));
+    let p3 = near[1].members.iter().find(|m| m.image.as_ref().unwrap().path.ends_with("/p3.png"));
+    assert!(mirror.is_some() && p3.is_some(), "{:?}", names(near[1]));
+    let of3 = c
+        .dedup
+        .duplicates_of(pb::DuplicatesOfRequest {
+            image: path_ref(&paths[3].display().to_string()),
+            threshold: Some(0.999),
+            no_verify: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let near3: Vec<&str> = of3.near.iter().map(|m| m.image.as_ref().unwrap().path.as_str()).collect();
+    assert!(near3.iter().any(|p| p.ends_with("/p3-mirror.png")), "the mirrored view scores ~1: {near3:?}");
+    assert_eq!(summary.groups, 3);
+    assert_eq!(summary.images_in_groups, groups.iter().map(|g| g.members.len() as u64).sum::<u64>());
     let sizes: u64 =
-        [&exact[0].members[1], &near[0].members[1]].iter().map(|m| m.image.as_ref().unwrap().size_bytes).sum();
+        groups.iter().flat_map(|g| g.members.iter().skip(1)).map(|m| m.image.as_ref().unwrap().size_bytes).sum();
     assert_eq!(summary.reclaimable_bytes, sizes);
 
     // Scoped: duplicates of p1.
@@ -59,6 +81,7 @@ async fn find_duplicates_streams_exact_and_near_groups() {
         .duplicates_of(pb::DuplicatesOfRequest {
             image: path_ref(&paths[1].display().to_string()),
             threshold: Some(0.99),
+            no_verify: true,
             ..Default::default()
         })
         .await
@@ -75,6 +98,7 @@ async fn find_duplicates_streams_exact_and_near_groups() {
         .duplicates_of(pb::DuplicatesOfRequest {
             image: path_ref(&paths[0].display().to_string()),
             threshold: Some(0.99),
+            no_verify: true,
             ..Default::default()
         })
         .await
@@ -96,6 +120,19 @@ async fn find_duplicates_streams_exact_and_near_groups() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
+    let e = c
+        .dedup
+        .find_duplicates(pb::FindDuplicatesRequest { min_geometry: Some(2.0), ..Default::default() })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    // The defaults (patch verification on) run to a summary.
+    let mut stream = c.dedup.find_duplicates(pb::FindDuplicatesRequest::default()).await.unwrap().into_inner();
+    let mut last = None;
+    while let Some(message) = stream.message().await.unwrap() {
+        last = message.event;
+    }
+    assert!(matches!(last, Some(Event::Summary(s)) if s.groups >= 2), "exact and mirror groups at least");
     let e = c
         .dedup
         .find_duplicates(pb::FindDuplicatesRequest { keeper_rule: vec![17], ..Default::default() })

@@ -12,7 +12,7 @@ use pixdex_indexer::decode::{DecodeError, DecodeLimits, decode_path};
 use rayon::prelude::*;
 use std::fmt::Write as _;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::report::kind_name;
@@ -26,8 +26,10 @@ const GROUPS_PER_CHUNK: usize = 32;
 
 /// What the page says about the run.
 pub(crate) struct Context {
-    pub collection: PathBuf,
+    pub collection: String,
     pub threshold: f32,
+    /// The patch-verification rule, e.g. `patch check from 0.8 at geometry ≥ 0.11`, or `no patch check`.
+    pub verification: String,
     pub keeper_rule: Vec<KeeperCriterion>,
     pub scope: Option<String>,
     pub summary: Summary,
@@ -218,7 +220,7 @@ fn head(context: &Context) -> String {
 <header class="top">
 <div class="brand">pixdex</div>
 <h1>{title}</h1>
-<p class="sub">Collection <code>{collection}</code>{scope} · similarity threshold {threshold} · keeper: {rule} · {y:04}-{mo:02}-{d:02} {h:02}:{mi:02} UTC</p>
+<p class="sub">Collection <code>{collection}</code>{scope} · similarity threshold {threshold} · {verification} · keeper: {rule} · {y:04}-{mo:02}-{d:02} {h:02}:{mi:02} UTC</p>
 <div class="stats">
 <div class="stat"><b>{groups}</b><span>{groups_word} · {exact} exact, {near} near</span></div>
 <div class="stat"><b>{images}</b><span>images in groups</span></div>
@@ -234,12 +236,13 @@ fn head(context: &Context) -> String {
 <main>
 "#,
         title = esc(&title),
-        collection = esc(&path_text(&context.collection)),
+        collection = esc(&context.collection),
         scope = match &context.scope {
             Some(p) => format!(" · only <code>{}</code>…", esc(p)),
             None => String::new(),
         },
         threshold = context.threshold,
+        verification = esc(&context.verification),
         rule = esc(&rule_text(&context.keeper_rule)),
         groups = s.groups,
         groups_word = plural(s.groups, "group", "groups"),

@@ -8,10 +8,11 @@ mod fsops;
 mod html;
 mod moves;
 mod report;
+mod served;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use pixdex_core::{Collection, DedupOptions, DuplicateGroup};
+use pixdex_core::{Collection, DedupOptions, DedupPhase, DuplicateGroup};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -155,23 +156,34 @@ pub fn run(args: DedupArgs) -> anyhow::Result<ExitCode> {
 
     let csv_to_stdout = args.csv.as_deref() == Some(Path::new("-"));
     let messages = Messages { to_stderr: args.json || csv_to_stdout };
-    let db = args.db.dir()?;
-    let collection = Collection::open(&db).with_context(|| format!("opening collection {}", db.display()))?;
     let options = DedupOptions {
         threshold: args.threshold,
+        verify_from: args.verify_from,
+        min_geometry: (!args.no_verify).then_some(args.min_geometry),
         neighbours: args.neighbours,
         path_prefix: args.prefix.as_deref().map(resolve_prefix),
         keeper_rule: args.keep.clone(),
     };
-    let searching = bar(args.quiet, "comparing {bar:30} {pos}/{len} images, eta {eta}")?;
-    let progress = |done: usize, total: usize| {
-        searching.set_length(total as u64);
-        searching.set_position(done as u64);
+    let searching = bar(args.quiet, "{msg} {bar:30} {pos}/{len}, eta {eta}")?;
+    let (groups, source) = match args.server.url() {
+        Some(url) => (served::find_groups(&url, &options, &cancel, &searching)?, url),
+        None => {
+            let db = args.db.dir()?;
+            let collection = Collection::open(&db).with_context(|| format!("opening collection {}", db.display()))?;
+            let progress = |phase: DedupPhase, done: usize, total: usize| {
+                searching.set_message(match phase {
+                    DedupPhase::Searching => "neighbours (images)",
+                    DedupPhase::Verifying => "verifying (pairs)",
+                });
+                searching.set_length(total as u64);
+                searching.set_position(done as u64);
+            };
+            let groups = collection.find_duplicates(&options, &progress, &cancel, &mut |_| {})?;
+            // Nothing below needs the collection: let another process have it.
+            (groups, path_text(&db))
+        }
     };
-    let groups = collection.find_duplicates(&options, &progress, &cancel, &mut |_| {})?;
     searching.finish_and_clear();
-    // Nothing below needs the collection: let another process have it.
-    drop(collection);
     if cancel.load(Ordering::SeqCst) {
         eprintln!("cancelled: nothing reported, nothing moved");
         return Ok(ExitCode::from(130));
@@ -192,8 +204,12 @@ pub fn run(args: DedupArgs) -> anyhow::Result<ExitCode> {
     } else if let Some(path) = &args.html {
         let thumbnails = bar(args.quiet, "thumbnails {bar:30} {pos}/{len} images, eta {eta}")?;
         let context = html::Context {
-            collection: db.clone(),
+            collection: source.clone(),
             threshold: args.threshold,
+            verification: match options.min_geometry {
+                Some(g) => format!("patch check from {} at geometry ≥ {g}", options.verify_from),
+                None => "no patch check".to_string(),
+            },
             keeper_rule: args.keep.clone(),
             scope: options.path_prefix.clone(),
             summary,
