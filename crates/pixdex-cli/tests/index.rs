@@ -313,3 +313,44 @@ fn excluded_files_are_not_removed() {
     assert!(out.contains("1 removed"), "{out}");
     assert_eq!(state(&db).len(), 1);
 }
+
+/// `--no-dedup-views` stores only the image itself; a later run with views (the default) embeds
+/// those images again, so that a collection from before the views gains them; then nothing
+/// changes.
+#[test]
+fn views_are_stored_by_default_and_backfilled() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("lib");
+    let db = tmp.path().join("db");
+    std::fs::create_dir_all(&root).unwrap();
+    picture(1, 40, 40).save(root.join("a.png")).unwrap();
+    picture(2, 48, 40).save(root.join("b.png")).unwrap();
+    std::fs::copy(root.join("a.png"), root.join("a-copy.png")).unwrap();
+    let with_views = |db: &Path| -> Vec<bool> {
+        let c = Collection::open(db).unwrap();
+        let mut ids: Vec<_> = c.records().map(|r| r.unwrap().0).collect();
+        ids.sort();
+        ids.iter().map(|&id| c.has_view_vectors(id).unwrap() && c.flipped_patch_grid(id).unwrap().is_some()).collect()
+    };
+    let out = index(&root, &db, &["--no-dedup-views"]);
+    assert!(out.contains("3 images: 3 embedded"), "{out}");
+    assert_eq!(with_views(&db), [false; 3]);
+    let out = index(&root, &db, &["--no-dedup-views"]);
+    assert!(out.contains("3 unchanged"), "{out}");
+    let out = index(&root, &db, &[]);
+    assert!(out.contains("3 embedded") && out.contains("0 unchanged"), "the views are backfilled: {out}");
+    assert_eq!(with_views(&db), [true; 3]);
+    let out = index(&root, &db, &[]);
+    assert!(out.contains("0 embedded") && out.contains("3 unchanged"), "{out}");
+    // The mirrored view of a mirrored copy is the original.
+    let c = Collection::open(&db).unwrap();
+    let a = c.id_by_path(&root.canonicalize().unwrap().join("a.png")).unwrap().unwrap();
+    let (flipped, _) = c.view_vectors(a).unwrap().unwrap();
+    drop(c);
+    image::open(root.join("a.png")).unwrap().fliph().save(root.join("a-mirror.png")).unwrap();
+    index(&root, &db, &[]);
+    let c = Collection::open(&db).unwrap();
+    let m = c.id_by_path(&root.canonicalize().unwrap().join("a-mirror.png")).unwrap().unwrap();
+    let plain = c.global_vector(m).unwrap().unwrap();
+    assert!(plain.dot(flipped.as_slice()) > 0.999, "{}", plain.dot(flipped.as_slice()));
+}

@@ -339,6 +339,11 @@ impl Collection {
         }
     }
 
+    /// Whether the image's mirrored and grayscale views are stored.
+    pub fn has_view_vectors(&self, id: ImageId) -> Result<bool> {
+        self.views.contains_key(schema::id_key(id.0)).map_err(store_err(&self.dir))
+    }
+
     /// The stored (reduced) patch grid of the mirrored view.
     pub fn flipped_patch_grid(&self, id: ImageId) -> Result<Option<PatchGrid>> {
         match self.flipped_patches.get(schema::id_key(id.0)).map_err(store_err(&self.dir))? {

@@ -1,7 +1,8 @@
 //! An index job: crawl → change detection → decode (worker threads) → batch → encode → one
 //! sled transaction per model batch → HNSW; then removals and a flush.
 //!
-//! * Unchanged files (same path, size and mtime) are skipped without being read.
+//! * Unchanged files (same path, size and mtime) are skipped without being read, unless they lack
+//!   the dedup views this job computes (then they are embedded again).
 //! * A changed file is read once: its blake3 decides whether it really changed (same bytes: only
 //!   the record is updated), is a copy or move of a stored image (vectors are copied), or must be
 //!   decoded and embedded.
@@ -167,8 +168,18 @@ pub fn run_index_job(
         IndexReport { found: crawled.files.len(), unreadable: crawled.unreadable.clone(), ..Default::default() };
     let mut todo = Vec::new();
     for file in &crawled.files {
-        match collection.id_by_path(&file.path)?.map(|id| collection.get(id)).transpose()?.flatten() {
-            Some(rec) if rec.size == file.size && rec.mtime_ns == file.mtime_ns => report.unchanged += 1,
+        let stored = match collection.id_by_path(&file.path)? {
+            Some(id) => collection.get(id)?.map(|rec| (id, rec)),
+            None => None,
+        };
+        match stored {
+            Some((id, rec))
+                if rec.size == file.size
+                    && rec.mtime_ns == file.mtime_ns
+                    && !lacks_views(collection, id, &rec, options)? =>
+            {
+                report.unchanged += 1
+            }
             _ => todo.push(file.clone()),
         }
     }
@@ -253,6 +264,17 @@ fn record_of(file: &FoundFile, hash: [u8; 32], width: u32, height: u32, status: 
     }
 }
 
+/// Whether an embedded image misses the dedup views this job computes (indexed by an older
+/// pixdex or with the views off): it is embedded again, so that an upgraded collection gains them.
+fn lacks_views(
+    collection: &Collection,
+    id: ImageId,
+    record: &ImageRecord,
+    options: &IndexOptions,
+) -> pixdex_core::Result<bool> {
+    Ok(options.dedup_views && record.status == ImageStatus::Embedded && !collection.has_view_vectors(id)?)
+}
+
 /// Reads, hashes and (only if needed) decodes and preprocesses one file.
 fn prepare(collection: &Collection, encoder: &PixioEncoder, file: FoundFile, options: &IndexOptions) -> Prepared {
     let failed = |file: &FoundFile, hash, error: String| Prepared::Failed {
@@ -271,6 +293,7 @@ fn prepare(collection: &Collection, encoder: &PixioEncoder, file: FoundFile, opt
         if let Some(id) = collection.id_by_path(&file.path)?
             && let Some(old) = collection.get(id)?
             && old.blake3 == hash
+            && !lacks_views(collection, id, &old, options)?
         {
             let record = ImageRecord { size: file.size, mtime_ns: file.mtime_ns, ..old };
             return Ok(Some(Prepared::Touched { id, record }));
@@ -279,6 +302,7 @@ fn prepare(collection: &Collection, encoder: &PixioEncoder, file: FoundFile, opt
         for id in collection.ids_by_hash(&hash)? {
             if let Some(src) = collection.get(id)?
                 && src.status == ImageStatus::Embedded
+                && !lacks_views(collection, id, &src, options)?
             {
                 let record = record_of(&file, hash, src.width, src.height, ImageStatus::Embedded);
                 return Ok(Some(Prepared::Copy { record, source: id }));
