@@ -627,6 +627,18 @@ fn fmt(s: &Score) -> String {
     format!("{:.3} | {:.3} | {:.3}", (s.p * 1000.0).floor() / 1000.0, s.r, s.f1)
 }
 
+/// A markdown table of two methods' sweeps on seeds A and B, one row per sweep point.
+fn sweep_table((point, first, second): (&str, &str, &str), labels: &[String], sweeps: [&Sweep; 4]) {
+    println!(
+        "| {point} | {first} A: P | R | F1 | {first} B: P | R | F1 | {second} A: P | R | F1 | {second} B: P | R | F1 |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for (i, label) in labels.iter().enumerate() {
+        let cells: Vec<String> = sweeps.iter().map(|s| fmt(&s[i].0)).collect();
+        println!("| {label} | {} |", cells.join(" | "));
+    }
+}
+
 fn scores(sweep: &Sweep) -> Vec<Score> {
     sweep.iter().map(|s| s.0).collect()
 }
@@ -1026,29 +1038,11 @@ fn main() -> anyhow::Result<()> {
     println!("(* : precision below {MIN_PRECISION} on A)");
 
     println!("\n## Similarity thresholds alone (star, k = {k})\n");
-    println!("| threshold | plain A: P | R | F1 | plain B: P | R | F1 | views A: P | R | F1 | views B: P | R | F1 |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
-    for (i, t) in thresholds.iter().enumerate() {
-        println!(
-            "| {t:.4} | {} | {} | {} | {} |",
-            fmt(&a.plain_star[i].0),
-            fmt(&b.plain_star[i].0),
-            fmt(&a.views_star[i].0),
-            fmt(&b.views_star[i].0)
-        );
-    }
+    let labels: Vec<String> = thresholds.iter().map(|t| format!("{t:.4}")).collect();
+    sweep_table(("threshold", "plain", "views"), &labels, [&a.plain_star, &b.plain_star, &a.views_star, &b.views_star]);
     println!("\n## Perceptual hashes (64 bits, connected components over Hamming distance <= t)\n");
-    println!("| t | pHash A: P | R | F1 | pHash B: P | R | F1 | dHash A: P | R | F1 | dHash B: P | R | F1 |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
-    for (i, t) in hammings.iter().enumerate() {
-        println!(
-            "| {t} | {} | {} | {} | {} |",
-            fmt(&a.phash[i].0),
-            fmt(&b.phash[i].0),
-            fmt(&a.dhash[i].0),
-            fmt(&b.dhash[i].0)
-        );
-    }
+    let labels: Vec<String> = hammings.iter().map(|t| t.to_string()).collect();
+    sweep_table(("t", "pHash", "dHash"), &labels, [&a.phash, &b.phash, &a.dhash, &b.dhash]);
 
     // Recall per pair type.
     let columns: Vec<(String, [&Pairs; 2])> = vec![

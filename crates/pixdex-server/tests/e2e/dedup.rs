@@ -114,18 +114,14 @@ async fn find_duplicates_streams_exact_and_near_groups() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::NotFound);
-    let e = c
-        .dedup
-        .find_duplicates(pb::FindDuplicatesRequest { threshold: Some(1.5), ..Default::default() })
-        .await
-        .unwrap_err();
-    assert_eq!(e.code(), Code::InvalidArgument);
-    let e = c
-        .dedup
-        .find_duplicates(pb::FindDuplicatesRequest { min_geometry: Some(2.0), ..Default::default() })
-        .await
-        .unwrap_err();
-    assert_eq!(e.code(), Code::InvalidArgument);
+    assert_eq!(
+        refusal(c, pb::FindDuplicatesRequest { threshold: Some(1.5), ..Default::default() }).await,
+        Code::InvalidArgument
+    );
+    assert_eq!(
+        refusal(c, pb::FindDuplicatesRequest { min_geometry: Some(2.0), ..Default::default() }).await,
+        Code::InvalidArgument
+    );
     // The defaults (patch verification on) run to a summary.
     let mut stream = c.dedup.find_duplicates(pb::FindDuplicatesRequest::default()).await.unwrap().into_inner();
     let mut last = None;
@@ -133,11 +129,14 @@ async fn find_duplicates_streams_exact_and_near_groups() {
         last = message.event;
     }
     assert!(matches!(last, Some(Event::Summary(s)) if s.groups >= 2), "exact and mirror groups at least");
-    let e = c
-        .dedup
-        .find_duplicates(pb::FindDuplicatesRequest { keeper_rule: vec![17], ..Default::default() })
-        .await
-        .unwrap_err();
-    assert_eq!(e.code(), Code::InvalidArgument);
+    assert_eq!(
+        refusal(c, pb::FindDuplicatesRequest { keeper_rule: vec![17], ..Default::default() }).await,
+        Code::InvalidArgument
+    );
     server.stop().await.unwrap();
+}
+
+/// The status a `FindDuplicates` call that must fail fails with.
+async fn refusal(c: &mut pixdex_server::PixdexClient, request: pb::FindDuplicatesRequest) -> Code {
+    c.dedup.find_duplicates(request).await.expect_err("the request is refused").code()
 }
