@@ -83,7 +83,7 @@ fn main() -> anyhow::Result<()> {
         let batch = (start..(start + 2000).min(n))
             .map(|i| NewImage {
                 record: record(i, i as u64),
-                embedding: Embedding::Computed { global: vectors[i].clone(), patches: None, views: None },
+                embedding: Embedding::Computed { global: vectors[i].clone(), patches: None, views: None, region: None },
             })
             .collect();
         c.commit(batch, &[])?;

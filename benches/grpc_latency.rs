@@ -108,7 +108,7 @@ fn build_collection(c: &Collection, n: usize, clusters: usize) -> anyhow::Result
                         height: 1,
                         status: ImageStatus::Embedded,
                     },
-                    embedding: Embedding::Computed { global, patches: None, views: None },
+                    embedding: Embedding::Computed { global, patches: None, views: None, region: None },
                 }
             })
             .collect();

@@ -53,7 +53,7 @@ fn main() -> anyhow::Result<()> {
                     height: 1,
                     status: ImageStatus::Embedded,
                 },
-                embedding: Embedding::Computed { global: sample(&mut rng), patches: None, views: None },
+                embedding: Embedding::Computed { global: sample(&mut rng), patches: None, views: None, region: None },
             })
             .collect();
         c.commit(batch, &[])?;

@@ -1,16 +1,19 @@
 //! `Collection`: one folder holding a sled database (the truth) and an HNSW cache of its global
 //! vectors.
 
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::codec::{DedupViews, PatchCodec, PatchGrid, UnitVector};
 use crate::error::{Error, Result};
 use crate::index::exact::TopK;
 use crate::index::hnsw::HnswIndex;
+use crate::index::patch_ivf::PatchIvf;
+use crate::region::{REGION_DIM, RegionFrame, RegionGrid, RegionReduction, decode_region, encode_region};
 use crate::schema;
 
 /// A stable image id (sled-generated, never reused).
@@ -96,6 +99,8 @@ pub enum Embedding {
         patches: Option<PatchGrid>,
         /// The mirrored and grayscale views for duplicate detection, if computed.
         views: Option<DedupViews>,
+        /// The aspect-preserving grid for region search, if computed (reduced on storage).
+        region: Option<RegionGrid>,
     },
     /// The same bytes as a stored image (a moved or copied file): vectors are copied as stored.
     CopyOf(ImageId),
@@ -128,6 +133,7 @@ struct EncodedImage {
     patches: Option<Vec<u8>>,
     views: Option<Vec<u8>>,
     flipped_patches: Option<Vec<u8>>,
+    region: Option<Vec<u8>>,
 }
 
 /// HNSW beam width of [`Collection::search`].
@@ -147,9 +153,16 @@ pub struct Collection {
     patches: sled::Tree,
     views: sled::Tree,
     flipped_patches: sled::Tree,
+    regions: sled::Tree,
     meta: sled::Tree,
     config: CollectionConfig,
     pub(crate) index: RwLock<HnswIndex>,
+    /// The region reduction, once the first region grid was stored.
+    region_reduction: RwLock<Option<Arc<RegionReduction>>>,
+    /// Serialises fitting the region reduction.
+    region_fit: Mutex<()>,
+    /// Stage 1 of region search, built on the first region query.
+    pub(crate) region_index: Mutex<Option<PatchIvf>>,
 }
 
 fn store_err(dir: &Path) -> impl Fn(sled::Error) -> Error + '_ {
@@ -198,7 +211,7 @@ impl Collection {
             }
         };
         let tree = |name: &str| db.open_tree(name).map_err(&err);
-        let (images, by_path, by_hash, global, patches, views, flipped_patches, meta) = (
+        let (images, by_path, by_hash, global, patches, views, flipped_patches, regions, meta) = (
             tree(schema::IMAGES)?,
             tree(schema::BY_PATH)?,
             tree(schema::BY_HASH)?,
@@ -206,6 +219,7 @@ impl Collection {
             tree(schema::PATCHES)?,
             tree(schema::VIEWS)?,
             tree(schema::FLIPPED_PATCHES)?,
+            tree(schema::REGIONS)?,
             tree(schema::META)?,
         );
         let stored: Option<CollectionConfig> = match meta.get(schema::META_CONFIG).map_err(&err)? {
@@ -225,6 +239,10 @@ impl Collection {
             (None, None) => return Err(corrupt("config", "collection has no config")),
         };
         let index = RwLock::new(HnswIndex::new(config.dim, 0));
+        let region_reduction = match meta.get(schema::META_REGION_REDUCTION).map_err(&err)? {
+            Some(bytes) => Some(Arc::new(RegionReduction::from_bytes(&bytes)?)),
+            None => None,
+        };
         let c = Self {
             dir: dir.to_path_buf(),
             db,
@@ -235,9 +253,13 @@ impl Collection {
             patches,
             views,
             flipped_patches,
+            regions,
             meta,
             config,
             index,
+            region_reduction: RwLock::new(region_reduction),
+            region_fit: Mutex::new(()),
+            region_index: Mutex::new(None),
         };
         c.load_index()?;
         Ok(c)
@@ -352,6 +374,58 @@ impl Collection {
         }
     }
 
+    /// The image's stored region grid (reduced tokens) and its frame.
+    pub fn region_grid(&self, id: ImageId) -> Result<Option<(RegionFrame, PatchGrid)>> {
+        match self.regions.get(schema::id_key(id.0)).map_err(store_err(&self.dir))? {
+            Some(bytes) => Ok(Some(decode_region(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Whether the image's region grid is stored.
+    pub fn has_region_grid(&self, id: ImageId) -> Result<bool> {
+        self.regions.contains_key(schema::id_key(id.0)).map_err(store_err(&self.dir))
+    }
+
+    /// Bytes of the stored region grids, and how many there are.
+    pub fn region_storage(&self) -> (u64, usize) {
+        let mut bytes = 0u64;
+        let mut n = 0;
+        for (_, v) in self.regions.iter().flatten() {
+            bytes += v.len() as u64;
+            n += 1;
+        }
+        (bytes, n)
+    }
+
+    /// The reduction region tokens go through, once the collection stores region grids.
+    pub fn region_reduction(&self) -> Option<Arc<RegionReduction>> {
+        self.region_reduction.read().clone()
+    }
+
+    pub(crate) fn store_error(&self, e: sled::Error) -> Error {
+        store_err(&self.dir)(e)
+    }
+
+    pub(crate) fn regions_tree(&self) -> &sled::Tree {
+        &self.regions
+    }
+
+    /// The pinned reduction, fitted on `grids` (and stored) if this is the first region grid.
+    fn region_reduction_for(&self, grids: &[&RegionGrid]) -> Result<Arc<RegionReduction>> {
+        let _fitting = self.region_fit.lock();
+        if let Some(r) = self.region_reduction() {
+            return Ok(r);
+        }
+        let tokens: Vec<&PatchGrid> = grids.iter().map(|g| &g.tokens).collect();
+        let r = Arc::new(RegionReduction::fit(&tokens, REGION_DIM)?);
+        // Stored before the grids that use it; one stored without grids (a crash in between)
+        // is simply the reduction later grids use.
+        self.meta.insert(schema::META_REGION_REDUCTION, r.to_bytes()).map_err(store_err(&self.dir))?;
+        *self.region_reduction.write() = Some(r.clone());
+        Ok(r)
+    }
+
     /// Every record, in id order.
     pub fn records(&self) -> impl Iterator<Item = Result<(ImageId, ImageRecord)>> + '_ {
         self.images.iter().map(move |kv| {
@@ -390,13 +464,28 @@ impl Collection {
             .filter_map(|&id| self.get(ImageId(id)).transpose().map(|r| r.map(|r| (id, r))))
             .collect::<Result<_>>()?;
         let ids: Vec<u64> = upserts.iter().map(|_| self.db.generate_id()).collect::<sled::Result<_>>().map_err(&err)?;
+        let region_grids: Vec<&RegionGrid> = upserts
+            .iter()
+            .filter_map(|u| match &u.embedding {
+                Embedding::Computed { region, .. } => region.as_ref(),
+                _ => None,
+            })
+            .collect();
+        let reduction = match region_grids.is_empty() {
+            true => None,
+            false => Some(self.region_reduction_for(&region_grids)?),
+        };
         let encoded: Vec<EncodedImage> = upserts
             .iter()
             .map(|u| {
                 let record = serde_json::to_vec(&u.record).expect("record serialises");
                 let codec = &self.config.patch_codec;
                 Ok(match &u.embedding {
-                    Embedding::Computed { global, patches, views } => EncodedImage {
+                    Embedding::Computed { global, patches, views, region } => EncodedImage {
+                        region: match (region, &reduction) {
+                            (Some(r), Some(reduction)) => Some(encode_region(&r.frame, &reduction.reduce(&r.tokens)?)),
+                            _ => None,
+                        },
                         record,
                         global: Some(global.to_bytes()),
                         patches: patches.as_ref().map(|p| codec.encode(p)),
@@ -415,11 +504,17 @@ impl Collection {
                             patches: get(&self.patches)?,
                             views: get(&self.views)?,
                             flipped_patches: get(&self.flipped_patches)?,
+                            region: get(&self.regions)?,
                         }
                     }
-                    Embedding::None => {
-                        EncodedImage { record, global: None, patches: None, views: None, flipped_patches: None }
-                    }
+                    Embedding::None => EncodedImage {
+                        record,
+                        global: None,
+                        patches: None,
+                        views: None,
+                        flipped_patches: None,
+                        region: None,
+                    },
                 })
             })
             .collect::<Result<_>>()?;
@@ -432,10 +527,11 @@ impl Collection {
             &self.patches,
             &self.views,
             &self.flipped_patches,
+            &self.regions,
             &self.meta,
         );
         trees
-            .transaction(|(images, by_path, by_hash, global, patches, views, flipped_patches, meta)| {
+            .transaction(|(images, by_path, by_hash, global, patches, views, flipped_patches, regions, meta)| {
                 for (id, rec) in &old_records {
                     let key = schema::id_key(*id);
                     images.remove(&key)?;
@@ -448,6 +544,7 @@ impl Collection {
                     patches.remove(&key)?;
                     views.remove(&key)?;
                     flipped_patches.remove(&key)?;
+                    regions.remove(&key)?;
                 }
                 for (u, (id, e)) in upserts.iter().zip(ids.iter().zip(&encoded)) {
                     let key = schema::id_key(*id);
@@ -459,6 +556,7 @@ impl Collection {
                         (patches, &e.patches),
                         (views, &e.views),
                         (flipped_patches, &e.flipped_patches),
+                        (regions, &e.region),
                     ] {
                         if let Some(v) = value {
                             tree.insert(&key, v.as_slice())?;

@@ -41,6 +41,9 @@ pub enum Error {
     /// A query's parameters are out of range.
     #[error("invalid query: {0}")]
     InvalidQuery(String),
+    /// Region search on a collection that stores no region grids.
+    #[error("this collection stores no region grids: index it without --no-region-grids first")]
+    NoRegionGrids,
     /// No image with this id.
     #[error("no image with id {0}")]
     NotFound(u64),

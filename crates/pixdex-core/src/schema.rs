@@ -7,7 +7,10 @@
 //! * `patches`: id → reduced patch grid ([`crate::PatchCodec`])
 //! * `views`: id → the mirrored and grayscale global vectors ([`crate::DedupViews`]), if computed
 //! * `flipped_patches`: id → reduced patch grid of the mirrored view, if computed
-//! * `meta`: [`META_CONFIG`] → collection config (JSON), [`META_GENERATION`] → u64
+//! * `regions`: id → the aspect-preserving region grid, reduced ([`crate::RegionReduction`], int8)
+//!   with its frame (upright size, EXIF orientation), if computed
+//! * `meta`: [`META_CONFIG`] → collection config (JSON), [`META_GENERATION`] → u64,
+//!   [`META_REGION_REDUCTION`] → the region reduction (mean token and PCA basis)
 //!
 //! Ids are big-endian u64 so that iteration order is id order.
 
@@ -18,11 +21,14 @@ pub(crate) const GLOBAL: &str = "global";
 pub(crate) const PATCHES: &str = "patches";
 pub(crate) const VIEWS: &str = "views";
 pub(crate) const FLIPPED_PATCHES: &str = "flipped_patches";
+pub(crate) const REGIONS: &str = "regions";
 pub(crate) const META: &str = "meta";
 
 pub(crate) const META_CONFIG: &[u8] = b"config";
 /// Incremented by every committed write batch; the HNSW files record the generation they reflect.
 pub(crate) const META_GENERATION: &[u8] = b"generation";
+/// The region reduction, fitted on the first region grids stored and fixed from then on.
+pub(crate) const META_REGION_REDUCTION: &[u8] = b"region_reduction";
 
 pub(crate) fn id_key(id: u64) -> [u8; 8] {
     id.to_be_bytes()

@@ -2,7 +2,7 @@
 //! global vector + patch grid, and the fingerprint that pins a collection to this model.
 
 use image::DynamicImage;
-use pixdex_core::{CollectionConfig, DedupViews, PatchCodec, PatchGrid, UnitVector};
+use pixdex_core::{CollectionConfig, DedupViews, PatchCodec, PatchGrid, RegionFrame, UnitVector, region_grid_shape};
 use pixio::{DType, Device, ModelFiles, PixioModel, Preprocessor, Tensor, WeightSource};
 use std::io::{Read, Seek, SeekFrom};
 
@@ -13,6 +13,11 @@ pub const EMBEDDING_DEFINITION: &str = "pixio-pooler-l2/v1";
 /// Stored patch bytes allowed per image; see [`PatchCodec::for_budget`]. 128 KiB keeps ViT-S/14
 /// at full resolution (99 KB) and pools ViT-H/16 2×2 (82 KB): about 10 GB per 100k photos.
 pub const PATCH_BUDGET_BYTES: usize = 128 << 10;
+
+/// Long side, in pixels, of the aspect-preserving pass kept for region search: 32 patches of
+/// ViT-S/14 (about 730 tokens for a 4:3 photo), 28 of a /16 model. Small objects need the
+/// detail; a square 224 pass squashes and blurs them.
+pub const REGION_LONG_SIDE: usize = 448;
 
 /// What the encoder computes for one image.
 #[derive(Debug, Clone)]
@@ -83,6 +88,51 @@ impl PixioEncoder {
             .iter()
             .map(|view| Ok(Tensor::from_vec(self.preprocessor.normalize(view), (3, h, w), &Device::Cpu)?))
             .collect()
+    }
+
+    /// Pixels per patch side.
+    pub fn patch_size(&self) -> usize {
+        self.model.config().patch_size.width
+    }
+
+    /// The region-search input of one decoded image: the upright image at
+    /// [`REGION_LONG_SIDE`], aspect kept, and the frame the grid covers.
+    pub fn prepare_region(
+        &self,
+        image: &DynamicImage,
+        orientation: image::metadata::Orientation,
+    ) -> pixio::Result<(Tensor, RegionFrame)> {
+        let (w, h) = (image.width(), image.height());
+        let (rows, cols) = region_grid_shape(w, h, self.patch_size(), REGION_LONG_SIDE);
+        let frame = RegionFrame { width: w, height: h, orientation: orientation.to_exif() };
+        Ok((self.prepare_grid(image, rows, cols)?, frame))
+    }
+
+    /// `[3, rows·P, cols·P]` model input: `image` resized to exactly `rows × cols` patches (the
+    /// preprocessor's filter and normalisation, no crop). Region queries embed crops this way.
+    pub fn prepare_grid(&self, image: &DynamicImage, rows: usize, cols: usize) -> pixio::Result<Tensor> {
+        if image.width() == 0 || image.height() == 0 || rows == 0 || cols == 0 {
+            return Err(pixio::Error::Input("empty image or grid".into()));
+        }
+        let p = self.patch_size();
+        let (w, h) = (cols * p, rows * p);
+        let rgb = pixio::to_rgb(image);
+        let cfg = self.preprocessor.config();
+        let resized = if (rgb.width() as usize, rgb.height() as usize) == (w, h) {
+            rgb
+        } else {
+            pixio::resize_pillow(&rgb, w, h, cfg.resample, cfg.pass_order)
+        };
+        Ok(Tensor::from_vec(self.preprocessor.normalize(&resized), (3, h, w), &Device::Cpu)?)
+    }
+
+    /// Patch grids of inputs of one size (region inputs and region queries).
+    pub fn embed_grids(&self, inputs: &[Tensor]) -> pixio::Result<Vec<PatchGrid>> {
+        let out = self.model.forward(&Tensor::stack(inputs, 0)?)?;
+        let grid = out.patch_grid()?.to_dtype(DType::F32)?;
+        let (_, rows, cols, dim) = grid.dims4()?;
+        let grids = grid.flatten_from(1)?.to_vec2::<f32>()?;
+        Ok(grids.into_iter().map(|values| PatchGrid { rows, cols, dim, values }).collect())
     }
 
     /// Global vectors and patch grids for inputs of one size; an image whose embedding is

@@ -9,9 +9,9 @@
 //! * Files that fail are recorded with their error; one bad file never stops a job.
 //! * Removals are withheld when a root is missing or suddenly empty, unless `prune` is set.
 
-use pixdex_core::{Collection, Embedding, ImageId, ImageRecord, ImageStatus, NewImage};
+use pixdex_core::{Collection, Embedding, ImageId, ImageRecord, ImageStatus, NewImage, RegionFrame, RegionGrid};
 use pixio::Tensor;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -37,6 +37,9 @@ pub struct IndexOptions {
     /// Also embed each image mirrored and in grayscale (two more forward passes per image) so
     /// that duplicate detection finds mirrored, desaturated and heavily edited copies.
     pub dedup_views: bool,
+    /// Also embed each image aspect-preserving at [`crate::encoder::REGION_LONG_SIDE`] and keep
+    /// that grid (reduced) for region search (one larger forward pass per image).
+    pub region_grids: bool,
 }
 
 impl Default for IndexOptions {
@@ -48,6 +51,7 @@ impl Default for IndexOptions {
             prune: false,
             decode_limits: DecodeLimits::default(),
             dedup_views: true,
+            region_grids: true,
         }
     }
 }
@@ -136,6 +140,8 @@ enum Prepared {
         record: ImageRecord,
         /// [`PixioEncoder::prepare`]'s input, or [`PixioEncoder::prepare_views`]'s three.
         input: Vec<Tensor>,
+        /// [`PixioEncoder::prepare_region`]'s input, when region grids are computed.
+        region: Option<(Tensor, RegionFrame)>,
     },
     Copy {
         record: ImageRecord,
@@ -264,15 +270,20 @@ fn record_of(file: &FoundFile, hash: [u8; 32], width: u32, height: u32, status: 
     }
 }
 
-/// Whether an embedded image misses the dedup views this job computes (indexed by an older
-/// pixdex or with the views off): it is embedded again, so that an upgraded collection gains them.
+/// Whether an embedded image misses the dedup views or the region grid this job computes
+/// (indexed by an older pixdex or with them off): it is embedded again, so that an upgraded
+/// collection gains them.
 fn lacks_views(
     collection: &Collection,
     id: ImageId,
     record: &ImageRecord,
     options: &IndexOptions,
 ) -> pixdex_core::Result<bool> {
-    Ok(options.dedup_views && record.status == ImageStatus::Embedded && !collection.has_view_vectors(id)?)
+    if record.status != ImageStatus::Embedded {
+        return Ok(false);
+    }
+    Ok((options.dedup_views && !collection.has_view_vectors(id)?)
+        || (options.region_grids && !collection.has_region_grid(id)?))
 }
 
 /// Reads, hashes and (only if needed) decodes and preprocesses one file.
@@ -329,12 +340,16 @@ fn prepare(collection: &Collection, encoder: &PixioEncoder, file: FoundFile, opt
     } else {
         encoder.prepare(&decoded.image).map(|t| vec![t])
     };
-    match input {
-        Ok(input) => {
+    let region = match options.region_grids {
+        true => encoder.prepare_region(&decoded.image, decoded.orientation).map(Some),
+        false => Ok(None),
+    };
+    match (input, region) {
+        (Ok(input), Ok(region)) => {
             let record = record_of(&file, hash, w, h, ImageStatus::Embedded);
-            Prepared::Embed { file, record, input }
+            Prepared::Embed { file, record, input, region }
         }
-        Err(e) => failed(&file, hash, e.to_string()),
+        (Err(e), _) | (_, Err(e)) => failed(&file, hash, e.to_string()),
     }
 }
 
@@ -349,9 +364,15 @@ fn write_batch(
     let mut upserts = Vec::with_capacity(pending.len());
     let mut outcomes = Vec::with_capacity(pending.len());
     let mut to_embed: Vec<(FoundFile, ImageRecord, Vec<Tensor>)> = Vec::new();
+    let mut region_inputs: HashMap<PathBuf, (Tensor, RegionFrame)> = HashMap::new();
     for p in pending {
         match p {
-            Prepared::Embed { file, record, input } => to_embed.push((file, record, input)),
+            Prepared::Embed { file, record, input, region } => {
+                if let Some(r) = region {
+                    region_inputs.insert(record.path.clone(), r);
+                }
+                to_embed.push((file, record, input));
+            }
             Prepared::Copy { record, source } => {
                 // The source may have been replaced by an earlier batch of this job: use any
                 // image that still has these bytes, else leave the file for the next run.
@@ -385,6 +406,7 @@ fn write_batch(
             }
         }
     }
+    let mut regions = embed_regions(encoder, region_inputs)?;
     // One forward pass per input size (Pixio's processor gives one size; shortest-edge ones may not).
     while !to_embed.is_empty() {
         let dims = to_embed[0].2[0].dims().to_vec();
@@ -396,7 +418,9 @@ fn write_batch(
             match result {
                 Ok(e) => {
                     outcomes.push((record.path.clone(), FileOutcome::Embedded));
-                    let embedding = Embedding::Computed { global: e.global, patches: Some(e.patches), views: e.views };
+                    let region = regions.remove(&record.path);
+                    let embedding =
+                        Embedding::Computed { global: e.global, patches: Some(e.patches), views: e.views, region };
                     upserts.push(NewImage { record, embedding });
                 }
                 Err(e) => {
@@ -423,6 +447,26 @@ fn write_batch(
         progress.event(&ProgressEvent::File { path, outcome });
     }
     Ok(())
+}
+
+/// Region grids of a batch, by path: one forward pass per distinct grid shape (a library of
+/// one camera's photos has two: landscape and portrait).
+fn embed_regions(
+    encoder: &PixioEncoder,
+    mut inputs: HashMap<PathBuf, (Tensor, RegionFrame)>,
+) -> Result<HashMap<PathBuf, RegionGrid>> {
+    let mut out = HashMap::with_capacity(inputs.len());
+    while let Some(dims) = inputs.values().next().map(|(t, _)| t.dims().to_vec()) {
+        let paths: Vec<PathBuf> =
+            inputs.iter().filter(|(_, (t, _))| t.dims() == dims).map(|(p, _)| p.clone()).collect();
+        let group: Vec<(PathBuf, (Tensor, RegionFrame))> =
+            paths.into_iter().filter_map(|p| inputs.remove_entry(&p)).collect();
+        let tensors: Vec<Tensor> = group.iter().map(|(_, (t, _))| t.clone()).collect();
+        for ((path, (_, frame)), tokens) in group.into_iter().zip(encoder.embed_grids(&tensors)?) {
+            out.insert(path, RegionGrid { frame, tokens });
+        }
+    }
+    Ok(out)
 }
 
 /// Removes records under the crawled roots whose files are gone, unless that looks like a

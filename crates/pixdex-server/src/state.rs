@@ -1,6 +1,6 @@
 //! What every service shares: the collection, the model once loaded, the jobs, the shutdown token.
 
-use pixdex_core::{Collection, ImageId, ImageRecord, UnitVector};
+use pixdex_core::{Collection, ImageId, ImageRecord, RegionGrid, UnitVector};
 use pixdex_indexer::decode::{DecodeLimits, decode_bytes};
 use pixdex_indexer::encoder::{ImageEmbedding, PixioEncoder};
 use std::sync::{Arc, OnceLock};
@@ -70,6 +70,25 @@ impl AppState {
         bytes: Arc<Vec<u8>>,
         with_views: bool,
     ) -> Result<(ImageEmbedding, (u32, u32)), ServiceError> {
+        let (e, size, _) = self.embed_bytes_with(bytes, with_views, false).await?;
+        Ok((e, size))
+    }
+
+    /// [`Self::embed_bytes`] for an upload: with the dedup views and the region grid, as the
+    /// index pipeline stores images.
+    pub(crate) async fn embed_upload(
+        &self,
+        bytes: Arc<Vec<u8>>,
+    ) -> Result<(ImageEmbedding, (u32, u32), Option<RegionGrid>), ServiceError> {
+        self.embed_bytes_with(bytes, true, true).await
+    }
+
+    async fn embed_bytes_with(
+        &self,
+        bytes: Arc<Vec<u8>>,
+        with_views: bool,
+        with_region: bool,
+    ) -> Result<(ImageEmbedding, (u32, u32), Option<RegionGrid>), ServiceError> {
         let model = self.model()?;
         if bytes.is_empty() {
             return Err(ServiceError::invalid("empty image bytes"));
@@ -80,7 +99,7 @@ impl AppState {
             .acquire()
             .await
             .map_err(|_| ServiceError::Unavailable("the server is shutting down".into()))?;
-        let (input, size) = tokio::task::spawn_blocking(move || {
+        let (input, size, region) = tokio::task::spawn_blocking(move || {
             let decoded = decode_bytes(&bytes, DecodeLimits::default())?;
             let size = (decoded.image.width(), decoded.image.height());
             let input = if with_views {
@@ -88,14 +107,26 @@ impl AppState {
             } else {
                 vec![encoder.prepare(&decoded.image)?]
             };
-            Ok::<_, ServiceError>((input, size))
+            let region = match with_region {
+                true => Some(encoder.prepare_region(&decoded.image, decoded.orientation)?),
+                false => None,
+            };
+            Ok::<_, ServiceError>((input, size, region))
         })
         .await
         .map_err(|e| ServiceError::Internal(format!("decoding task: {e}")))??;
         // Only decoding is bounded here: the batcher bounds the rest, and holding the permit
         // through the forward pass would cap batches at the permit count.
         drop(permit);
-        Ok((model.batcher.embed(input).await?, size))
+        let embedding = model.batcher.embed(input).await?;
+        let region = match region {
+            // The region input goes through the batcher alone; its patch grid is the region grid.
+            Some((tensor, frame)) => {
+                Some(RegionGrid { frame, tokens: model.batcher.embed(vec![tensor]).await?.patches })
+            }
+            None => None,
+        };
+        Ok((embedding, size, region))
     }
 
     /// The stored vector of a resolved image; FAILED_PRECONDITION for images without one.

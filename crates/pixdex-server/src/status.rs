@@ -41,7 +41,7 @@ impl From<ServiceError> for Status {
             ServiceError::Collection(c) => match c {
                 C::InvalidVector(_) | C::InvalidQuery(_) => Status::invalid_argument(msg),
                 C::NotFound(_) => Status::not_found(msg),
-                C::ModelMismatch { .. } => Status::failed_precondition(msg),
+                C::ModelMismatch { .. } | C::NoRegionGrids => Status::failed_precondition(msg),
                 C::Locked { .. } | C::Store { .. } | C::Corrupt { .. } | C::Index { .. } | C::Io { .. } => {
                     tracing::error!(error = %msg, "collection error");
                     Status::internal(msg)

@@ -1,12 +1,16 @@
-//! Queries over one collection: similarity search with filters (region search and duplicate
-//! grouping come next to it).
+//! Queries over one collection: similarity search with filters, region search, duplicate grouping.
 
 pub(crate) mod dedup;
+pub(crate) mod region;
 pub(crate) mod similar;
 pub(crate) mod verify;
 
 pub use dedup::{
     DEFAULT_KEEPER_RULE, DEFAULT_MIN_GEOMETRY, DEFAULT_NEAR_THRESHOLD, DEFAULT_VERIFY_FROM, DedupOptions, DedupPhase,
     DedupProgress, DuplicateGroup, DuplicateKind, DuplicateMember, DuplicatesOf, KeeperCriterion,
+};
+pub use region::{
+    DEFAULT_REGION_CANDIDATES, MAX_REGION_CANDIDATES, RegionHit, RegionQuery, RegionRanking, TemplateMatch,
+    cells_per_px, match_template, query_grid_sizes,
 };
 pub use similar::{MAX_K, SimilarHit, SimilarQuery};

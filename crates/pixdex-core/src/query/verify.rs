@@ -58,34 +58,7 @@ impl UnitGrid {
 
 /// `a · bᵀ`: row `i` holds the similarities of `a`'s patch `i` to every patch of `b`.
 fn similarities(a: &UnitGrid, b: &UnitGrid) -> Vec<f32> {
-    let (m, n, k) = (a.len(), b.len(), a.dim);
-    let mut out = vec![0f32; m * n];
-    // SAFETY: `out` is m×n row-major, `a` m×k row-major, `b` n×k row-major read as its k×n
-    // transpose; every stride stays inside its buffer.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            out.as_mut_ptr(),
-            1,
-            n as isize,
-            false,
-            a.values.as_ptr(),
-            1,
-            k as isize,
-            b.values.as_ptr(),
-            k as isize,
-            1,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
-    }
-    out
+    crate::linalg::matmul_nt(&a.values, &b.values, a.dim)
 }
 
 /// Mutual nearest-neighbour matches that pass the ratio test: `(patch of a, patch of b)`.

@@ -197,7 +197,7 @@ fn at_cosine(r: &mut impl Rng, v: &UnitVector, cos: f32) -> UnitVector {
 
 fn with_views(path: &str, global: UnitVector, patches: PatchGrid, views: Option<DedupViews>) -> NewImage {
     let mut img = image(path, 0, Some(global.clone()));
-    img.embedding = Embedding::Computed { global, patches: Some(patches), views };
+    img.embedding = Embedding::Computed { global, patches: Some(patches), views, region: None };
     img
 }
 

@@ -46,6 +46,7 @@ pub fn image(path: &str, hash_byte: u8, global: Option<UnitVector>) -> NewImage 
         embedding: match global {
             Some(global) => Embedding::Computed {
                 views: None,
+                region: None,
                 global,
                 patches: Some(PatchGrid {
                     rows: 2,

@@ -93,8 +93,8 @@ async fn upsert(state: &AppState, request: pb::UpsertImageRequest) -> Result<pb:
         Some((id, record)) => (Embedding::CopyOf(*id), (record.width, record.height)),
         None => {
             // Uploads are stored like indexed files, with the views duplicate detection uses.
-            let (e, size) = state.embed_bytes(bytes.clone(), true).await?;
-            (Embedding::Computed { global: e.global, patches: Some(e.patches), views: e.views }, size)
+            let (e, size, region) = state.embed_upload(bytes.clone()).await?;
+            (Embedding::Computed { global: e.global, patches: Some(e.patches), views: e.views, region }, size)
         }
     };
     let record = ImageRecord {

@@ -1,0 +1,474 @@
+//! Region search: which stored images contain something like this crop, and where.
+//!
+//! 1. **Candidates**: the crop is embedded at the collection's typical scale, reduced like the
+//!    stored grids, and its tokens vote in the inverted file ([`crate::index::patch_ivf`]).
+//! 2. **Rerank**: for each candidate, the crop is embedded at that image's scale (× a few
+//!    multipliers, snapped to a ladder so that embeddings are shared across images) and its
+//!    token grid is slid over the stored grid: the score at a position is the mean cosine of the
+//!    aligned tokens, cells outside the image counting 0. The peak, refined to sub-cell precision
+//!    by a parabola on each axis, gives the box, mapped back to the file's stored pixels.
+//! 3. **Ranking**: reciprocal-rank fusion of the rerank's and the vote's ranks (see
+//!    [`RegionRanking`]).
+
+use std::collections::HashMap;
+
+use crate::codec::PatchGrid;
+use crate::collection::{Collection, ImageId, ImageRecord};
+use crate::error::{Error, Result};
+use crate::index::patch_ivf::{IvfImage, PatchIvf, list_count};
+use crate::linalg::matmul_nt;
+use crate::query::similar::MAX_K;
+use crate::region::{PixelBox, RegionFrame, decode_region};
+use crate::schema;
+
+/// Candidates reranked per query by default.
+pub const DEFAULT_REGION_CANDIDATES: usize = 64;
+
+/// Most candidates a query may ask to rerank.
+pub const MAX_REGION_CANDIDATES: usize = 2000;
+
+/// Scale multipliers tried per candidate: the crop at the image's own scale, and a little
+/// smaller (a pasted or re-framed object is rarely larger than its source).
+const MULTIPLIERS: [f32; 3] = [0.794, 0.891, 1.0];
+
+/// Query scales snap to 2^(k/6), so that images of similar sizes share a query embedding.
+const LADDER_STEPS_PER_OCTAVE: f32 = 6.0;
+
+/// The query grid's short side for the candidate vote, at least.
+const MIN_VOTE_CELLS: usize = 3;
+
+/// Inverted lists probed per query token.
+const NPROBE: usize = 3;
+
+/// How results are ordered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RegionRanking {
+    /// Reciprocal-rank fusion of the rerank score and the candidate vote:
+    /// `1/(10 + rank_match) + 1/(10 + rank_vote)`.
+    #[default]
+    Fused,
+    /// The rerank score alone (mean cosine of the aligned tokens).
+    Match,
+}
+
+/// What to return for a region query.
+#[derive(Debug, Clone)]
+pub struct RegionQuery {
+    /// How many results (1..=[`MAX_K`]).
+    pub k: usize,
+    /// How many vote candidates to rerank (at least `k`).
+    pub candidates: usize,
+    /// Drop results whose match score is below this.
+    pub min_score: Option<f32>,
+    /// Keep only images whose path (or key) starts with this string.
+    pub path_prefix: Option<String>,
+    /// Leave these images out.
+    pub exclude: Vec<ImageId>,
+    /// How results are ordered.
+    pub ranking: RegionRanking,
+}
+
+impl Default for RegionQuery {
+    fn default() -> Self {
+        Self {
+            k: 10,
+            candidates: DEFAULT_REGION_CANDIDATES,
+            min_score: None,
+            path_prefix: None,
+            exclude: Vec::new(),
+            ranking: RegionRanking::default(),
+        }
+    }
+}
+
+/// One result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegionHit {
+    /// The image.
+    pub id: ImageId,
+    /// Its record.
+    pub record: ImageRecord,
+    /// Mean cosine of the crop's tokens against the image's at the best position and scale.
+    pub score: f32,
+    /// The candidate vote's score (relative; for diagnosis).
+    pub votes: f32,
+    /// Where the crop is, in the file's stored pixels (before EXIF orientation).
+    pub bbox: PixelBox,
+}
+
+/// The best placement of a query grid in an image grid.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TemplateMatch {
+    /// Mean cosine of the aligned tokens (cells outside the image count 0).
+    pub score: f32,
+    /// The placement in grid cells (sub-cell position; size of the query grid).
+    pub cells: PixelBox,
+}
+
+/// Slides `query` over `image` (both unit tokens of one dimension) and returns the best
+/// placement. Positions run from fully inside to one cell outside where the query is larger.
+pub fn match_template(query: &PatchGrid, image: &PatchGrid) -> Option<TemplateMatch> {
+    let (qh, qw, gh, gw) = (query.rows as i64, query.cols as i64, image.rows as i64, image.cols as i64);
+    if query.dim != image.dim || qh == 0 || qw == 0 || gh == 0 || gw == 0 {
+        return None;
+    }
+    let sims = matmul_nt(&query.values, &image.values, query.dim);
+    let ng = (gh * gw) as usize;
+    let (y0, y1) = ((gh - qh).min(0), (gh - qh).max(0));
+    let (x0, x1) = ((gw - qw).min(0), (gw - qw).max(0));
+    let (ny, nx) = ((y1 - y0 + 1) as usize, (x1 - x0 + 1) as usize);
+    let mut corr = vec![0f32; ny * nx];
+    let nq = (qh * qw) as f32;
+    for (iy, y) in (y0..=y1).enumerate() {
+        for (ix, x) in (x0..=x1).enumerate() {
+            let mut sum = 0f32;
+            for i in 0..qh {
+                let r = y + i;
+                if !(0..gh).contains(&r) {
+                    continue;
+                }
+                for j in 0..qw {
+                    let c = x + j;
+                    if (0..gw).contains(&c) {
+                        sum += sims[(i * qw + j) as usize * ng + (r * gw + c) as usize];
+                    }
+                }
+            }
+            corr[iy * nx + ix] = sum / nq;
+        }
+    }
+    let (best, &score) = corr.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1))?;
+    let (by, bx) = (best / nx, best % nx);
+    let refine = |prev: Option<f32>, next: Option<f32>| match (prev, next) {
+        (Some(p), Some(n)) => {
+            let denom = p - 2.0 * score + n;
+            if denom < 0.0 { (0.5 * (p - n) / denom).clamp(-0.5, 0.5) } else { 0.0 }
+        }
+        _ => 0.0,
+    };
+    let dy = refine(by.checked_sub(1).map(|y| corr[y * nx + bx]), (by + 1 < ny).then(|| corr[(by + 1) * nx + bx]));
+    let dx = refine(bx.checked_sub(1).map(|x| corr[by * nx + x]), (bx + 1 < nx).then(|| corr[by * nx + bx + 1]));
+    Some(TemplateMatch {
+        score,
+        cells: PixelBox {
+            x: (x0 + bx as i64) as f32 + dx,
+            y: (y0 + by as i64) as f32 + dy,
+            w: qw as f32,
+            h: qh as f32,
+        },
+    })
+}
+
+/// Query grid sizes `(rows, cols)` to try for a crop of `crop_w × crop_h` upright pixels against
+/// an image whose grid has `cells_per_px` cells per pixel and `rows × cols` cells: one per
+/// scale multiplier, snapped to the ladder, deduplicated, at most one cell larger than the image.
+pub fn query_grid_sizes(cells_per_px: f32, rows: usize, cols: usize, crop_w: u32, crop_h: u32) -> Vec<(usize, usize)> {
+    let mut sizes = Vec::new();
+    for m in MULTIPLIERS {
+        let f = snap_to_ladder(cells_per_px * m);
+        let size = (((crop_h as f32 * f).round() as usize).max(1), ((crop_w as f32 * f).round() as usize).max(1));
+        if size.0 <= rows + 1 && size.1 <= cols + 1 && !sizes.contains(&size) {
+            sizes.push(size);
+        }
+    }
+    sizes
+}
+
+fn snap_to_ladder(f: f32) -> f32 {
+    (2f32).powf((f.log2() * LADDER_STEPS_PER_OCTAVE).round() / LADDER_STEPS_PER_OCTAVE)
+}
+
+/// Grid cells per upright pixel of an image: the geometric mean of both axes.
+pub fn cells_per_px(frame: &RegionFrame, rows: usize, cols: usize) -> f32 {
+    ((cols as f32 / frame.width.max(1) as f32) * (rows as f32 / frame.height.max(1) as f32)).sqrt()
+}
+
+impl Collection {
+    /// The stored images that contain something like a crop of `crop_w × crop_h` upright pixels,
+    /// best first, each with the box where it is. `embed(rows, cols)` must return the crop's
+    /// full-precision patch grid when resized to `cols × rows` patches; it is called once per
+    /// distinct size (a handful per query).
+    pub fn search_region<E: From<Error>>(
+        &self,
+        (crop_w, crop_h): (u32, u32),
+        embed: &mut dyn FnMut(usize, usize) -> std::result::Result<PatchGrid, E>,
+        query: &RegionQuery,
+    ) -> std::result::Result<Vec<RegionHit>, E> {
+        if !(1..=MAX_K).contains(&query.k) {
+            return Err(Error::InvalidQuery(format!("k must be 1..={MAX_K}, not {}", query.k)).into());
+        }
+        if !(1..=MAX_REGION_CANDIDATES).contains(&query.candidates) {
+            return Err(Error::InvalidQuery(format!(
+                "candidates must be 1..={MAX_REGION_CANDIDATES}, not {}",
+                query.candidates
+            ))
+            .into());
+        }
+        if let Some(min) = query.min_score
+            && !(-1.0..=1.0).contains(&min)
+        {
+            return Err(Error::InvalidQuery(format!("min_score must be within -1..=1, not {min}")).into());
+        }
+        if crop_w == 0 || crop_h == 0 {
+            return Err(Error::InvalidQuery("the query region has no area".into()).into());
+        }
+        let Some(reduction) = self.region_reduction() else {
+            return Err(Error::NoRegionGrids.into());
+        };
+        let mut cache: HashMap<(usize, usize), PatchGrid> = HashMap::new();
+        let mut query_grid = |size: (usize, usize)| -> std::result::Result<PatchGrid, E> {
+            if let Some(g) = cache.get(&size) {
+                return Ok(g.clone());
+            }
+            let full = embed(size.0, size.1)?;
+            if (full.rows, full.cols) != size {
+                return Err(Error::InvalidVector(format!(
+                    "asked for a {}×{} query grid, got {}×{}",
+                    size.0, size.1, full.rows, full.cols
+                ))
+                .into());
+            }
+            let g = reduction.reduce(&full)?;
+            cache.insert(size, g.clone());
+            Ok(g)
+        };
+
+        // Stage 1: candidate vote, the crop at the collection's median scale.
+        let (votes, images) = {
+            let mut guard = self.region_index.lock();
+            self.refresh_region_index(&mut guard)?;
+            let ivf = guard.as_ref().expect("refreshed");
+            if ivf.images.is_empty() {
+                return Ok(Vec::new());
+            }
+            let mut scales: Vec<f32> = ivf.images.iter().map(|i| i.cells_per_px).collect();
+            scales.sort_by(f32::total_cmp);
+            let f = scales[scales.len() / 2];
+            let short = crop_w.min(crop_h) as f32;
+            let f = f.max(MIN_VOTE_CELLS as f32 / short);
+            let size = (((crop_h as f32 * f).round() as usize).max(1), ((crop_w as f32 * f).round() as usize).max(1));
+            // The guard is held across the embedding: concurrent region queries share the index.
+            let grid = query_grid(size)?;
+            (ivf.vote(&grid, NPROBE), ivf.images.clone())
+        };
+
+        // Candidates that pass the filters, in vote order.
+        let prefix = query.path_prefix.as_deref().filter(|p| !p.is_empty());
+        let wanted = query.candidates.max(query.k);
+        let mut candidates: Vec<(IvfImage, ImageRecord, f32, usize)> = Vec::new();
+        for (slot, v) in votes {
+            if candidates.len() == wanted {
+                break;
+            }
+            let image = images[slot];
+            if query.exclude.contains(&ImageId(image.id)) {
+                continue;
+            }
+            let Some(record) = self.get(ImageId(image.id))? else { continue };
+            if prefix.is_some_and(|p| !record.path.to_string_lossy().starts_with(p)) {
+                continue;
+            }
+            let rank = candidates.len();
+            candidates.push((image, record, v, rank));
+        }
+
+        // Stage 2: rerank.
+        let mut hits: Vec<(RegionHit, usize)> = Vec::new();
+        for (image, record, votes, vote_rank) in candidates {
+            let Some(bytes) = self.regions_tree().get(schema::id_key(image.id)).map_err(|e| self.store_error(e))?
+            else {
+                continue; // removed since the index was built
+            };
+            let (frame, grid) = decode_region(&bytes)?;
+            let mut best: Option<TemplateMatch> = None;
+            for size in query_grid_sizes(image.cells_per_px, grid.rows, grid.cols, crop_w, crop_h) {
+                let q = query_grid(size)?;
+                if let Some(m) = match_template(&q, &grid)
+                    && best.is_none_or(|b| m.score > b.score)
+                {
+                    best = Some(m);
+                }
+            }
+            let Some(m) = best else { continue };
+            let bbox = frame.box_to_stored(frame.cells_to_upright(grid.rows, grid.cols, m.cells));
+            hits.push((RegionHit { id: ImageId(image.id), record, score: m.score, votes, bbox }, vote_rank));
+        }
+        let mut by_match: Vec<usize> = (0..hits.len()).collect();
+        by_match.sort_by(|&a, &b| hits[b].0.score.total_cmp(&hits[a].0.score));
+        let mut fused = vec![0f32; hits.len()];
+        for (rank, &i) in by_match.iter().enumerate() {
+            fused[i] = 1.0 / (10.0 + rank as f32) + 1.0 / (10.0 + hits[i].1 as f32);
+        }
+        let mut order = by_match;
+        if query.ranking == RegionRanking::Fused {
+            order.sort_by(|&a, &b| fused[b].total_cmp(&fused[a]).then(hits[b].0.score.total_cmp(&hits[a].0.score)));
+        }
+        let mut out = Vec::with_capacity(query.k);
+        for i in order {
+            let hit = &hits[i].0;
+            if query.min_score.is_some_and(|min| hit.score < min) {
+                continue;
+            }
+            out.push(hit.clone());
+            if out.len() == query.k {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Brings the region index up to the collection's generation: built from scratch the first
+    /// time (or when images were removed or added far beyond what it was trained on), caught up
+    /// with new images otherwise.
+    fn refresh_region_index(&self, slot: &mut Option<PatchIvf>) -> Result<()> {
+        let generation = self.generation()?;
+        if slot.as_ref().is_some_and(|ivf| ivf.generation == generation) {
+            return Ok(());
+        }
+        let tree = self.regions_tree();
+        let live = tree.len();
+        let rebuild = match slot.as_ref() {
+            None => true,
+            Some(ivf) => live * 5 < ivf.images.len() * 4 || ivf.outgrown(live * ivf.tokens() / ivf.images.len().max(1)),
+        };
+        if rebuild {
+            // Pass 1: sizes, and a sample of whole images for the codebook.
+            let mut tokens = 0usize;
+            let mut grids = 0usize;
+            for kv in tree.iter() {
+                let (_, v) = kv.map_err(|e| self.store_error(e))?;
+                let (_, g) = decode_region(&v)?;
+                tokens += g.rows * g.cols;
+                grids += 1;
+            }
+            let per_image = tokens / grids.max(1);
+            let step = (grids * per_image).div_ceil(60_000).max(1);
+            let mut sample = Vec::new();
+            let mut dim = self.region_reduction().map(|r| r.dim_out()).unwrap_or(1);
+            for kv in tree.iter().step_by(step) {
+                let (_, v) = kv.map_err(|e| self.store_error(e))?;
+                let (_, g) = decode_region(&v)?;
+                dim = g.dim;
+                sample.extend_from_slice(&g.values);
+            }
+            let mut ivf = PatchIvf::train(&sample, dim, list_count(tokens), tokens);
+            self.add_region_images(&mut ivf, tree.iter())?;
+            *slot = Some(ivf);
+        } else if let Some(ivf) = slot.as_mut() {
+            let from = schema::id_key(ivf.max_id.saturating_add(1));
+            self.add_region_images(ivf, tree.range(from..))?;
+        }
+        if let Some(ivf) = slot.as_mut() {
+            ivf.generation = generation;
+            tracing::debug!(
+                images = ivf.images.len(),
+                tokens = ivf.tokens(),
+                bytes = ivf.posting_bytes(),
+                "region index"
+            );
+        }
+        Ok(())
+    }
+
+    fn add_region_images(
+        &self,
+        ivf: &mut PatchIvf,
+        entries: impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>,
+    ) -> Result<()> {
+        for kv in entries {
+            let (k, v) = kv.map_err(|e| self.store_error(e))?;
+            let Some(id) = schema::id_from_key(&k) else { continue };
+            let (frame, grid) = decode_region(&v)?;
+            let image =
+                IvfImage { id, cols: grid.cols as u16, cells_per_px: cells_per_px(&frame, grid.rows, grid.cols) };
+            ivf.add(image, &grid);
+        }
+        Ok(())
+    }
+
+    /// Bytes the region index holds in memory for its postings, and the images it covers
+    /// (building it if needed).
+    pub fn region_index_footprint(&self) -> Result<(usize, usize)> {
+        let mut guard = self.region_index.lock();
+        self.refresh_region_index(&mut guard)?;
+        Ok(guard.as_ref().map(|i| (i.posting_bytes(), i.images.len())).unwrap_or((0, 0)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::region::normalise_rows;
+
+    fn noise_grid(rows: usize, cols: usize, dim: usize, seed: u64) -> PatchGrid {
+        let mut s = seed;
+        let mut values: Vec<f32> = (0..rows * cols * dim)
+            .map(|_| {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((s >> 33) as f32 / (1u64 << 31) as f32) - 0.5
+            })
+            .collect();
+        normalise_rows(&mut values, dim);
+        PatchGrid { rows, cols, dim, values }
+    }
+
+    fn window(g: &PatchGrid, r0: usize, c0: usize, rows: usize, cols: usize) -> PatchGrid {
+        let mut values = Vec::new();
+        for r in r0..r0 + rows {
+            let at = (r * g.cols + c0) * g.dim;
+            values.extend_from_slice(&g.values[at..at + cols * g.dim]);
+        }
+        PatchGrid { rows, cols, dim: g.dim, values }
+    }
+
+    #[test]
+    fn a_window_is_found_where_it_was_cut() {
+        let g = noise_grid(12, 16, 32, 3);
+        let q = window(&g, 4, 9, 3, 5);
+        let m = match_template(&q, &g).unwrap();
+        assert!((m.score - 1.0).abs() < 1e-5);
+        // Unrelated neighbours score about 0 on both sides: the refinement stays within a hair.
+        assert!((m.cells.x - 9.0).abs() < 0.05 && (m.cells.y - 4.0).abs() < 0.05, "{:?}", m.cells);
+        assert_eq!((m.cells.w, m.cells.h), (5.0, 3.0));
+    }
+
+    #[test]
+    fn a_query_larger_than_the_image_by_one_cell_may_hang_over() {
+        let g = noise_grid(4, 4, 16, 5);
+        let mut q = noise_grid(5, 4, 16, 9);
+        // The query's last four rows are the image.
+        q.values[16 * 4..].copy_from_slice(&g.values);
+        let m = match_template(&q, &g).unwrap();
+        assert_eq!((m.cells.x, m.cells.y), (0.0, -1.0));
+        assert!((m.score - 16.0 / 20.0).abs() < 1e-5, "{}", m.score);
+    }
+
+    #[test]
+    fn the_peak_is_refined_between_cells() {
+        // A 1-d image whose tokens blend two "scene" tokens: the query sits halfway between
+        // cells 3 and 4, so the parabola puts it past 3.
+        let dim = 8;
+        let base = noise_grid(1, 10, dim, 11);
+        let mut img = base.clone();
+        for c in 0..10 {
+            let next = base.values[((c + 1) % 10) * dim..((c + 1) % 10 + 1) * dim].to_vec();
+            for d in 0..dim {
+                img.values[c * dim + d] = 0.5 * base.values[c * dim + d] + 0.5 * next[d];
+            }
+        }
+        normalise_rows(&mut img.values, dim);
+        let q = window(&base, 0, 4, 1, 2);
+        let m = match_template(&q, &img).unwrap();
+        assert!(m.cells.x > 3.0 && m.cells.x < 4.0, "{:?}", m.cells);
+    }
+
+    #[test]
+    fn query_sizes_follow_the_image_scale_and_skip_oversized_ones() {
+        // A 640×480 photo on a 32×24 grid: 0.05 cells per pixel; a 200×100 crop is 10×5 cells.
+        let sizes = query_grid_sizes(0.05, 24, 32, 200, 100);
+        assert!(sizes.contains(&(5, 10)), "{sizes:?}");
+        assert!(sizes.iter().all(|&(r, c)| r <= 5 && c <= 10));
+        assert!(query_grid_sizes(0.05, 4, 4, 200, 100).is_empty());
+        assert!((snap_to_ladder(0.05) - 0.05).abs() / 0.05 < 0.06);
+    }
+}
