@@ -1,6 +1,6 @@
 //! Indexing image libraries for pixdex: crawling ([`crawl`]), decoding ([`decode`], the one path
 //! from bytes to upright pixels that indexing and queries share), the encoder as the pipeline
-//! uses it ([`encoder`]), and the index job ([`pipeline`]). It reports progress events and never
+//! uses it ([`encoder`]), the index job ([`pipeline`]), and region queries ([`region_query`]). It reports progress events and never
 //! prints.
 #![deny(missing_docs)]
 
@@ -9,5 +9,6 @@ pub mod decode;
 pub mod encoder;
 mod error;
 pub mod pipeline;
+pub mod region_query;
 
 pub use error::{Error, Result};
