@@ -46,6 +46,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
+use pixdex_benches::csv_fields;
+
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -155,24 +157,6 @@ struct Row {
 }
 
 /// Splits one CSV line (quoted fields with `""` escapes; the manifest has no multi-line fields).
-fn csv_fields(line: &str) -> Vec<String> {
-    let mut fields = vec![String::new()];
-    let mut quoted = false;
-    let mut chars = line.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '"' if quoted && chars.peek() == Some(&'"') => {
-                chars.next();
-                fields.last_mut().expect("field").push('"');
-            }
-            '"' => quoted = !quoted,
-            ',' if !quoted => fields.push(String::new()),
-            c => fields.last_mut().expect("field").push(c),
-        }
-    }
-    fields
-}
-
 fn read_manifest(photos: &Path) -> anyhow::Result<Vec<Row>> {
     let text = fs::read_to_string(photos.join("manifest.csv"))?;
     let mut lines = text.lines();

@@ -103,3 +103,22 @@ pub fn random_unit(rng: &mut impl rand::Rng, dim: usize) -> pixdex_core::UnitVec
         .collect();
     pixdex_core::UnitVector::new(v).expect("non-zero")
 }
+
+/// The fields of one CSV line (quotes and doubled quotes as in the photo manifest).
+pub fn csv_fields(line: &str) -> Vec<String> {
+    let mut fields = vec![String::new()];
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                chars.next();
+                fields.last_mut().expect("field").push('"');
+            }
+            '"' => quoted = !quoted,
+            ',' if !quoted => fields.push(String::new()),
+            c => fields.last_mut().expect("field").push(c),
+        }
+    }
+    fields
+}

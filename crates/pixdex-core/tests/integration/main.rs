@@ -4,4 +4,5 @@ mod dedup;
 mod fixtures;
 mod lifecycle;
 mod recall;
+mod region;
 mod similar;
