@@ -5,7 +5,7 @@
 //!
 //! `cargo bench -p pixdex-benches --bench dedup_scale -- [--n 100000] [--dim 384] [--clusters 2000] [--reference 10000]`
 
-use pixdex_benches::{arg, random_unit};
+use pixdex_benches::{arg, peak_rss_mib, random_unit};
 use pixdex_core::{
     Collection, CollectionConfig, DedupOptions, DedupPhase, DuplicateKind, Embedding, ImageRecord, ImageStatus,
     NewImage, PatchCodec, UnitVector,
@@ -18,20 +18,6 @@ use std::time::Instant;
 
 fn mix(a: &UnitVector, b: &UnitVector, amount: f32) -> UnitVector {
     UnitVector::new(a.as_slice().iter().zip(b.as_slice()).map(|(x, y)| x + amount * y).collect()).expect("non-zero")
-}
-
-/// Peak resident memory (VmHWM) in MiB; `reset` restarts the peak from the current size.
-fn peak_rss_mib(reset: bool) -> f64 {
-    if reset {
-        let _ = std::fs::write("/proc/self/clear_refs", "5");
-    }
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
 fn record(i: usize, hash: u64) -> ImageRecord {

@@ -122,3 +122,17 @@ pub fn csv_fields(line: &str) -> Vec<String> {
     }
     fields
 }
+
+/// Peak resident memory (VmHWM) in MiB; `reset` restarts the peak from the current size.
+pub fn peak_rss_mib(reset: bool) -> f64 {
+    if reset {
+        let _ = std::fs::write("/proc/self/clear_refs", "5");
+    }
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}

@@ -107,6 +107,32 @@ impl Tally {
     }
 }
 
+/// The crop's grid embedded inside a canvas of its mean colour, half its size again on every
+/// side, keeping only the crop's own tokens: the tokens then see a surrounding, as tokens of
+/// an object inside a photo do.
+fn padded_embed(encoder: &PixioEncoder, crop: &DynamicImage, rows: usize, cols: usize) -> anyhow::Result<PatchGrid> {
+    let p = encoder.patch_size();
+    let (pr, pc) = (rows.div_ceil(2), cols.div_ceil(2));
+    let rgb =
+        crop.resize_exact((cols * p) as u32, (rows * p) as u32, image::imageops::FilterType::CatmullRom).to_rgb8();
+    let n = (rgb.width() * rgb.height()) as f64;
+    let mut mean = [0f64; 3];
+    for px in rgb.pixels() {
+        (0..3).for_each(|c| mean[c] += px.0[c] as f64 / n);
+    }
+    let fill = image::Rgb(mean.map(|m| m.round() as u8));
+    let mut canvas = image::RgbImage::from_pixel(((cols + 2 * pc) * p) as u32, ((rows + 2 * pr) * p) as u32, fill);
+    image::imageops::replace(&mut canvas, &rgb, (pc * p) as i64, (pr * p) as i64);
+    let input = encoder.prepare_grid(&DynamicImage::ImageRgb8(canvas), rows + 2 * pr, cols + 2 * pc)?;
+    let full = encoder.embed_grids(&[input])?.pop().ok_or_else(|| anyhow::anyhow!("no grid"))?;
+    let mut values = Vec::with_capacity(rows * cols * full.dim);
+    for r in pr..pr + rows {
+        let at = (r * full.cols + pc) * full.dim;
+        values.extend_from_slice(&full.values[at..at + cols * full.dim]);
+    }
+    Ok(PatchGrid { rows, cols, dim: full.dim, values })
+}
+
 /// Centres on `mu` and normalises each token: the brute-force reference's tokens.
 fn centred(grid: &PatchGrid, mu: &[f32]) -> PatchGrid {
     let mut values = grid.values.clone();
@@ -234,21 +260,65 @@ fn main() -> anyhow::Result<()> {
 
     // 3. Full-precision reference grids (the stored ones are PCA-128 int8).
     let t = Instant::now();
-    let mut reference: Vec<(ImageId, pixdex_core::RegionFrame, PatchGrid)> = Vec::new();
+    let mut raw: Vec<(ImageId, pixdex_core::RegionFrame, PatchGrid)> = Vec::new();
+    let cache_dir = base.join("reference");
+    fs::create_dir_all(&cache_dir)?;
     for (rel, &id) in &ids {
         let d = decode_path(&lib.join(rel), DecodeLimits::default())?;
         let (input, frame) = encoder.prepare_region(&d.image, d.orientation)?;
-        let grid = encoder.embed_grids(&[input])?.pop().ok_or_else(|| anyhow::anyhow!("no grid"))?;
-        reference.push((id, frame, centred(&grid, reduction.mean())));
+        let cached = cache_dir.join(rel.to_string_lossy().replace('/', "_") + ".f32");
+        let grid = match fs::read(&cached) {
+            Ok(bytes) if bytes.len() > 8 => {
+                let (rows, cols) = (
+                    u32::from_le_bytes(bytes[..4].try_into()?) as usize,
+                    u32::from_le_bytes(bytes[4..8].try_into()?) as usize,
+                );
+                let values: Vec<f32> =
+                    bytes[8..].chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+                PatchGrid { rows, cols, dim: values.len() / (rows * cols), values }
+            }
+            _ => {
+                let g = encoder.embed_grids(&[input])?.pop().ok_or_else(|| anyhow::anyhow!("no grid"))?;
+                let mut bytes = Vec::with_capacity(8 + 4 * g.values.len());
+                bytes.extend_from_slice(&(g.rows as u32).to_le_bytes());
+                bytes.extend_from_slice(&(g.cols as u32).to_le_bytes());
+                g.values.iter().for_each(|v| bytes.extend_from_slice(&v.to_le_bytes()));
+                fs::write(&cached, bytes)?;
+                g
+            }
+        };
+        raw.push((id, frame, grid));
     }
     let reference_embed_s = t.elapsed().as_secs_f64();
+    // The mean token over the whole library (the reduction's is fitted on a sample).
+    let dim = raw[0].2.dim;
+    let mut mu_all = vec![0f64; dim];
+    let mut n_tokens = 0usize;
+    for (_, _, g) in &raw {
+        for t in g.values.chunks_exact(dim) {
+            mu_all.iter_mut().zip(t).for_each(|(m, v)| *m += *v as f64);
+            n_tokens += 1;
+        }
+    }
+    let mu_all: Vec<f32> = mu_all.iter().map(|m| (m / n_tokens as f64) as f32).collect();
+    let mu_gap = mu_all.iter().zip(reduction.mean()).map(|(a, b)| (a - b).powi(2)).sum::<f32>().sqrt()
+        / mu_all.iter().map(|a| a * a).sum::<f32>().sqrt();
+    let references: Vec<Vec<(ImageId, pixdex_core::RegionFrame, PatchGrid)>> = [reduction.mean(), &mu_all[..]]
+        .iter()
+        .map(|mu| raw.iter().map(|(id, f, g)| (*id, *f, centred(g, mu))).collect())
+        .collect();
 
     // 4. Queries.
     let methods = [
-        "pixdex (vote → top 64 → PCA-128 int8, fused)",
-        "pixdex, match rank only",
-        "pixdex, rerank all (no vote)",
-        "brute force, full precision",
+        "pixdex, fused (vote + match)",
+        "pixdex, match",
+        "pixdex, contrast",
+        "pixdex, fused (vote + contrast)",
+        "pixdex, rerank all (no vote), match",
+        "brute force, full precision, match",
+        "brute force, full precision, mu of all, match",
+        "brute force, full precision, mu of all, contrast",
+        "brute force, full precision, mu of all, padded query, match",
     ];
     let mut tallies: Vec<HashMap<&str, Tally>> = vec![HashMap::new(); methods.len()];
     let (embed_s, embeds) = (Cell::new(0f64), Cell::new(0usize));
@@ -269,9 +339,11 @@ fn main() -> anyhow::Result<()> {
             Ok(g)
         };
         let variants = [
-            RegionQuery { k: 10, ..Default::default() },
+            RegionQuery { k: 10, ranking: RegionRanking::Fused, ..Default::default() },
             RegionQuery { k: 10, ranking: RegionRanking::Match, ..Default::default() },
-            RegionQuery { k: 10, candidates: n_db, ..Default::default() },
+            RegionQuery { k: 10, ranking: RegionRanking::Contrast, ..Default::default() },
+            RegionQuery { k: 10, ranking: RegionRanking::FusedContrast, ..Default::default() },
+            RegionQuery { k: 10, candidates: n_db, ranking: RegionRanking::Match, ..Default::default() },
         ];
         let mut scored: Vec<Scored> = Vec::new();
         for (i, v) in variants.iter().enumerate() {
@@ -284,25 +356,44 @@ fn main() -> anyhow::Result<()> {
         }
         // Brute force over every full-precision grid.
         let (w, h) = crop.size();
-        let (t, e0) = (Instant::now(), embed_s.get());
-        let mut all: Vec<(f32, ImageId, PixelBox)> = Vec::new();
-        for (id, frame, grid) in &reference {
-            let mut best: Option<pixdex_core::TemplateMatch> = None;
-            for size in query_grid_sizes(cells_per_px(frame, grid.rows, grid.cols), grid.rows, grid.cols, w, h) {
-                let qg = centred(&embed(size.0, size.1)?, reduction.mean());
-                if let Some(m) = match_template(&qg, grid)
-                    && best.is_none_or(|b| m.score > b.score)
-                {
-                    best = Some(m);
+        let mut padded_cache: HashMap<(usize, usize), PatchGrid> = HashMap::new();
+        for (variant, refs) in [(0, &references[0]), (1, &references[1]), (2, &references[1]), (3, &references[1])] {
+            let mu: &[f32] = if variant == 0 { reduction.mean() } else { &mu_all };
+            let (t, e0) = (Instant::now(), embed_s.get());
+            let mut all: Vec<(f32, ImageId, PixelBox)> = Vec::new();
+            for (id, frame, grid) in refs {
+                let mut best: Option<(f32, pixdex_core::TemplateMatch)> = None;
+                for size in query_grid_sizes(cells_per_px(frame, grid.rows, grid.cols), grid.rows, grid.cols, w, h) {
+                    let full = if variant == 3 {
+                        match padded_cache.get(&size) {
+                            Some(g) => g.clone(),
+                            None => {
+                                let g = padded_embed(&encoder, &q.image, size.0, size.1)?;
+                                padded_cache.insert(size, g.clone());
+                                g
+                            }
+                        }
+                    } else {
+                        embed(size.0, size.1)?
+                    };
+                    let qg = centred(&full, mu);
+                    if let Some(m) = match_template(&qg, grid) {
+                        let key = if variant == 2 { m.score - m.background } else { m.score };
+                        if best.is_none_or(|b| key > b.0) {
+                            best = Some((key, m));
+                        }
+                    }
+                }
+                if let Some((key, m)) = best {
+                    all.push((key, *id, frame.box_to_stored(frame.cells_to_upright(grid.rows, grid.cols, m.cells))));
                 }
             }
-            if let Some(m) = best {
-                all.push((m.score, *id, frame.box_to_stored(frame.cells_to_upright(grid.rows, grid.cols, m.cells))));
+            all.sort_by(|a, b| b.0.total_cmp(&a.0));
+            if variant == 0 {
+                brute_s += t.elapsed().as_secs_f64() - (embed_s.get() - e0);
             }
+            scored.push(Scored { ranked: all.iter().take(10).map(|(_, id, b)| (*id, *b)).collect() });
         }
-        all.sort_by(|a, b| b.0.total_cmp(&a.0));
-        brute_s += t.elapsed().as_secs_f64() - (embed_s.get() - e0);
-        scored.push(Scored { ranked: all.iter().take(10).map(|(_, id, b)| (*id, *b)).collect() });
         let kind = if q.kind == Kind::Crop { "crop" } else { "pasted" };
         for (tally, s) in tallies.iter_mut().zip(&scored) {
             for key in [kind, "all"] {
@@ -325,9 +416,10 @@ fn main() -> anyhow::Result<()> {
         "stored region grids: {region_grids}, {:.1} KB per image (PCA-{} int8); full precision would be {:.1} KB (f32) / {:.1} KB (fp16)",
         region_bytes as f64 / region_grids.max(1) as f64 / 1000.0,
         reduction.dim_out(),
-        reference.iter().map(|(_, _, g)| g.values.len() * 4).sum::<usize>() as f64 / n_db as f64 / 1000.0,
-        reference.iter().map(|(_, _, g)| g.values.len() * 2).sum::<usize>() as f64 / n_db as f64 / 1000.0,
+        raw.iter().map(|(_, _, g)| g.values.len() * 4).sum::<usize>() as f64 / n_db as f64 / 1000.0,
+        raw.iter().map(|(_, _, g)| g.values.len() * 2).sum::<usize>() as f64 / n_db as f64 / 1000.0,
     );
+    println!("mean token of the reduction vs of the whole library: relative distance {mu_gap:.3}");
     let (posting_bytes, _) = collection.region_index_footprint()?;
     println!("candidate index in memory: {:.1} KB per image (postings)", posting_bytes as f64 / n_db as f64 / 1000.0);
     println!("\n| method | all: hit@1 / hit@10 / IoU@1 | crop | pasted |\n|---|---|---|---|");

@@ -411,14 +411,16 @@ impl Collection {
         &self.regions
     }
 
-    /// The pinned reduction, fitted on `grids` (and stored) if this is the first region grid.
-    fn region_reduction_for(&self, grids: &[&RegionGrid]) -> Result<Arc<RegionReduction>> {
+    /// The pinned region reduction; if the collection has none yet, it is fitted on `grids`
+    /// and stored. An index job calls this first with a sample spread over its images
+    /// (fitting on whatever batch happens to come first would fit one folder's statistics);
+    /// otherwise the first committed region grids fit it.
+    pub fn ensure_region_reduction(&self, grids: &[&PatchGrid]) -> Result<Arc<RegionReduction>> {
         let _fitting = self.region_fit.lock();
         if let Some(r) = self.region_reduction() {
             return Ok(r);
         }
-        let tokens: Vec<&PatchGrid> = grids.iter().map(|g| &g.tokens).collect();
-        let r = Arc::new(RegionReduction::fit(&tokens, REGION_DIM)?);
+        let r = Arc::new(RegionReduction::fit(grids, REGION_DIM)?);
         // Stored before the grids that use it; one stored without grids (a crash in between)
         // is simply the reduction later grids use.
         self.meta.insert(schema::META_REGION_REDUCTION, r.to_bytes()).map_err(store_err(&self.dir))?;
@@ -473,7 +475,7 @@ impl Collection {
             .collect();
         let reduction = match region_grids.is_empty() {
             true => None,
-            false => Some(self.region_reduction_for(&region_grids)?),
+            false => Some(self.ensure_region_reduction(&region_grids.iter().map(|g| &g.tokens).collect::<Vec<_>>())?),
         };
         let encoded: Vec<EncodedImage> = upserts
             .iter()

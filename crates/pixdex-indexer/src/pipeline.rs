@@ -190,6 +190,9 @@ pub fn run_index_job(
         }
     }
     progress.event(&ProgressEvent::Crawled { found: report.found, unchanged: report.unchanged });
+    if options.region_grids && collection.region_reduction().is_none() && !todo.is_empty() {
+        fit_region_reduction(collection, encoder, &todo, options)?;
+    }
 
     let batch_size = options.batch_size.max(1);
     let (work_tx, work_rx) = crossbeam_channel::bounded::<FoundFile>(4 * batch_size);
@@ -445,6 +448,32 @@ fn write_batch(
             }
         }
         progress.event(&ProgressEvent::File { path, outcome });
+    }
+    Ok(())
+}
+
+/// Images whose region grids fit a new collection's region reduction.
+pub const REDUCTION_SAMPLE: usize = 48;
+
+/// Fits the collection's region reduction on the region grids of up to [`REDUCTION_SAMPLE`]
+/// images spread over the job (one extra forward pass each, once per collection), so that the
+/// reduction reflects the library rather than its first folder. Files that fail are skipped;
+/// the pipeline records them.
+fn fit_region_reduction(
+    collection: &Collection,
+    encoder: &PixioEncoder,
+    files: &[FoundFile],
+    options: &IndexOptions,
+) -> Result<()> {
+    let step = files.len().div_ceil(REDUCTION_SAMPLE).max(1);
+    let mut grids = Vec::new();
+    for file in files.iter().step_by(step) {
+        let Ok(decoded) = crate::decode::decode_path(&file.path, options.decode_limits) else { continue };
+        let Ok((input, _)) = encoder.prepare_region(&decoded.image, decoded.orientation) else { continue };
+        grids.extend(encoder.embed_grids(&[input])?);
+    }
+    if !grids.is_empty() {
+        collection.ensure_region_reduction(&grids.iter().collect::<Vec<_>>())?;
     }
     Ok(())
 }

@@ -49,6 +49,11 @@ pub enum RegionRanking {
     Fused,
     /// The rerank score alone (mean cosine of the aligned tokens).
     Match,
+    /// The rerank score above the image's background: the peak minus the mean over all
+    /// positions, so that textured images that match everything a little do not win.
+    Contrast,
+    /// Reciprocal-rank fusion of [`Self::Contrast`] and the candidate vote.
+    FusedContrast,
 }
 
 /// What to return for a region query.
@@ -92,6 +97,8 @@ pub struct RegionHit {
     pub score: f32,
     /// The candidate vote's score (relative; for diagnosis).
     pub votes: f32,
+    /// The score's mean over all positions in the image (for [`RegionRanking::Contrast`]).
+    pub background: f32,
     /// Where the crop is, in the file's stored pixels (before EXIF orientation).
     pub bbox: PixelBox,
 }
@@ -101,6 +108,8 @@ pub struct RegionHit {
 pub struct TemplateMatch {
     /// Mean cosine of the aligned tokens (cells outside the image count 0).
     pub score: f32,
+    /// The mean of that score over every position tried.
+    pub background: f32,
     /// The placement in grid cells (sub-cell position; size of the query grid).
     pub cells: PixelBox,
 }
@@ -138,6 +147,7 @@ pub fn match_template(query: &PatchGrid, image: &PatchGrid) -> Option<TemplateMa
         }
     }
     let (best, &score) = corr.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1))?;
+    let background = corr.iter().sum::<f32>() / corr.len() as f32;
     let (by, bx) = (best / nx, best % nx);
     let refine = |prev: Option<f32>, next: Option<f32>| match (prev, next) {
         (Some(p), Some(n)) => {
@@ -150,6 +160,7 @@ pub fn match_template(query: &PatchGrid, image: &PatchGrid) -> Option<TemplateMa
     let dx = refine(bx.checked_sub(1).map(|x| corr[by * nx + x]), (bx + 1 < nx).then(|| corr[by * nx + bx + 1]));
     Some(TemplateMatch {
         score,
+        background,
         cells: PixelBox {
             x: (x0 + bx as i64) as f32 + dx,
             y: (y0 + by as i64) as f32 + dy,
@@ -291,17 +302,22 @@ impl Collection {
             }
             let Some(m) = best else { continue };
             let bbox = frame.box_to_stored(frame.cells_to_upright(grid.rows, grid.cols, m.cells));
-            hits.push((RegionHit { id: ImageId(image.id), record, score: m.score, votes, bbox }, vote_rank));
+            let hit =
+                RegionHit { id: ImageId(image.id), record, score: m.score, votes, background: m.background, bbox };
+            hits.push((hit, vote_rank));
         }
-        let mut by_match: Vec<usize> = (0..hits.len()).collect();
-        by_match.sort_by(|&a, &b| hits[b].0.score.total_cmp(&hits[a].0.score));
-        let mut fused = vec![0f32; hits.len()];
-        for (rank, &i) in by_match.iter().enumerate() {
-            fused[i] = 1.0 / (10.0 + rank as f32) + 1.0 / (10.0 + hits[i].1 as f32);
-        }
-        let mut order = by_match;
-        if query.ranking == RegionRanking::Fused {
-            order.sort_by(|&a, &b| fused[b].total_cmp(&fused[a]).then(hits[b].0.score.total_cmp(&hits[a].0.score)));
+        let key = |h: &RegionHit| match query.ranking {
+            RegionRanking::Fused | RegionRanking::Match => h.score,
+            RegionRanking::Contrast | RegionRanking::FusedContrast => h.score - h.background,
+        };
+        let mut order: Vec<usize> = (0..hits.len()).collect();
+        order.sort_by(|&a, &b| key(&hits[b].0).total_cmp(&key(&hits[a].0)));
+        if matches!(query.ranking, RegionRanking::Fused | RegionRanking::FusedContrast) {
+            let mut fused = vec![0f32; hits.len()];
+            for (rank, &i) in order.iter().enumerate() {
+                fused[i] = 1.0 / (10.0 + rank as f32) + 1.0 / (10.0 + hits[i].1 as f32);
+            }
+            order.sort_by(|&a, &b| fused[b].total_cmp(&fused[a]).then(key(&hits[b].0).total_cmp(&key(&hits[a].0))));
         }
         let mut out = Vec::with_capacity(query.k);
         for i in order {
