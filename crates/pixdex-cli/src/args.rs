@@ -4,7 +4,10 @@ use clap::builder::RangedU64ValueParser;
 use clap::error::ErrorKind;
 use clap::parser::ValueSource;
 use clap::{ArgGroup, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
-use pixdex_core::{DEFAULT_MIN_GEOMETRY, DEFAULT_NEAR_THRESHOLD, DEFAULT_VERIFY_FROM, KeeperCriterion};
+use pixdex_core::{
+    DEFAULT_MIN_GEOMETRY, DEFAULT_NEAR_THRESHOLD, DEFAULT_REGION_CANDIDATES, DEFAULT_VERIFY_FROM, KeeperCriterion,
+    MAX_K, MAX_REGION_CANDIDATES, PixelBox,
+};
 use pixdex_server::ServerConfig;
 use std::path::PathBuf;
 
@@ -24,6 +27,8 @@ pub enum Command {
     Index(IndexArgs),
     /// Find the images most similar to an image.
     Search(SearchArgs),
+    /// Find the images that contain a region of an image (an object, a detail), and where.
+    Region(RegionArgs),
     /// Counts, model and disk use of a collection.
     Stats(StatsArgs),
     /// Serve a collection over gRPC (search, index jobs, stats) until Ctrl-C or SIGTERM.
@@ -188,6 +193,10 @@ pub struct IndexArgs {
     /// misses more mirrored, desaturated and heavily edited copies.
     #[arg(long)]
     pub no_dedup_views: bool,
+    /// Skip the region grids (one larger forward pass per image); `pixdex region` then cannot
+    /// find the images this run embeds.
+    #[arg(long)]
+    pub no_region_grids: bool,
     /// Also index hidden files and folders.
     #[arg(long)]
     pub hidden: bool,
@@ -221,6 +230,64 @@ pub struct SearchArgs {
     /// Print JSON: {"results":[{"id":…,"path":…,"score":…}]}.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RegionArgs {
+    /// The image the query region is cut from.
+    pub image: PathBuf,
+    /// The query region `x,y,w,h` in the image file's pixels as stored (before EXIF orientation),
+    /// as the results report boxes. Default: the whole image.
+    // Hyphen values allowed so that a negative X gets the box's own message, not "unknown flag".
+    #[arg(long = "box", value_name = "X,Y,W,H", allow_hyphen_values = true, value_parser = parse_box)]
+    pub region: Option<PixelBox>,
+    #[command(flatten)]
+    pub db: DbArgs,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// Number of results.
+    #[arg(short, default_value_t = 10, value_parser = RangedU64ValueParser::<usize>::new().range(1..=MAX_K as u64))]
+    pub k: usize,
+    /// Candidate images (from a vote of the region's patches) compared in detail; more finds
+    /// more, slower.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = DEFAULT_REGION_CANDIDATES,
+        value_parser = RangedU64ValueParser::<usize>::new().range(1..=MAX_REGION_CANDIDATES as u64)
+    )]
+    pub candidates: usize,
+    /// Print JSON: {"results":[{"id":…,"path":…,"score":…,"box":{"x":…,"y":…,"w":…,"h":…}}]}.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `x,y,w,h`: four finite numbers, a positive width and height. Whether the box lies inside the
+/// image is checked once the image is decoded.
+fn parse_box(s: &str) -> Result<PixelBox, String> {
+    let usage = "expected X,Y,W,H: left, top, width and height in pixels, e.g. 120,80,200,150";
+    let parts: Vec<&str> = s.split(',').map(str::trim).collect();
+    let [x, y, w, h] = parts[..] else {
+        return Err(format!("{} numbers; {usage}", parts.len()));
+    };
+    let mut v = [0f32; 4];
+    for (slot, part) in v.iter_mut().zip([x, y, w, h]) {
+        *slot = part
+            .parse::<f32>()
+            .ok()
+            .filter(|n| n.is_finite())
+            .ok_or_else(|| format!("`{part}` is not a number; {usage}"))?;
+    }
+    let [x, y, w, h] = v;
+    if w <= 0.0 || h <= 0.0 {
+        return Err(format!("the box has no area ({w}×{h}); {usage}"));
+    }
+    if x < 0.0 || y < 0.0 {
+        return Err(format!("the box starts outside the image ({x},{y}); {usage}"));
+    }
+    Ok(PixelBox { x, y, w, h })
 }
 
 #[derive(Debug, Args)]
@@ -410,6 +477,36 @@ mod tests {
         // What a server does take.
         assert!(parse(&["index", "lib", "--server", "h:1", "--prune", "--include", "*.jpg", "-q"]).is_ok());
         assert!(parse(&["search", "x.png", "--server", "h:1", "-k", "3", "--json"]).is_ok());
+    }
+
+    #[test]
+    fn region_box_parses_or_says_what_it_wants() {
+        let Command::Region(args) = parse(&["region", "x.png", "--box", "10,20.5, 30,40"]).unwrap().command else {
+            panic!("region")
+        };
+        assert_eq!(args.region, Some(PixelBox { x: 10.0, y: 20.5, w: 30.0, h: 40.0 }));
+        assert_eq!((args.k, args.candidates), (10, DEFAULT_REGION_CANDIDATES));
+        let Command::Region(args) = parse(&["region", "x.png"]).unwrap().command else { panic!("region") };
+        assert_eq!(args.region, None);
+        for (bad, says) in [
+            ("10,20,30", "3 numbers"),
+            ("10,20,30,40,50", "5 numbers"),
+            ("a,20,30,40", "`a` is not a number"),
+            ("10,20,NaN,40", "`NaN` is not a number"),
+            ("10,20,0,40", "no area"),
+            ("10,20,30,-4", "no area"),
+            ("-1,20,30,40", "outside"),
+        ] {
+            let err = parse(&["region", "x.png", "--box", bad]).expect_err(bad);
+            assert_eq!(err.kind(), ErrorKind::ValueValidation, "{bad}");
+            let text = err.to_string();
+            assert!(text.contains(says) && text.contains("X,Y,W,H"), "{bad}: {text}");
+        }
+        for bad in [&["region", "x.png", "-k", "0"][..], &["region", "x.png", "--candidates", "2001"]] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
+        assert!(parse(&["region", "x.png", "--server", "h:1", "--box", "1,2,3,4", "-k", "3", "--json"]).is_ok());
+        assert!(parse(&["region", "x.png", "--server", "h:1", "--db", "d"]).is_err());
     }
 
     #[test]

@@ -32,6 +32,7 @@ fn main() -> ExitCode {
         args::Command::Embed(a) => cmd::embed::run(a),
         args::Command::Index(a) => cmd::index::run(a),
         args::Command::Search(a) => cmd::search::run(a),
+        args::Command::Region(a) => cmd::region::run(a),
         args::Command::Stats(a) => cmd::stats::run(a),
         args::Command::Serve(a) => cmd::serve::run(a),
         args::Command::Dedup(a) => cmd::dedup::run(a),

@@ -1,6 +1,6 @@
-//! `pixdex serve` and the `--server` mode of `index`, `search` and `stats`, run as a user runs
-//! them: the real binary as a server process on a free port, the tiny fixture model, a generated
-//! library. Every wait is bounded, and the server is killed if a test fails.
+//! `pixdex serve` and the `--server` mode of `index`, `search`, `region` and `stats`, run as a
+//! user runs them: the real binary as a server process on a free port, the tiny fixture model, a
+//! generated library. Every wait is bounded, and the server is killed if a test fails.
 #![cfg(unix)]
 
 mod common;
@@ -179,6 +179,11 @@ fn serve_index_search_stats_then_sigterm_releases_the_collection() {
         groups[1]["members"].as_array().unwrap().iter().map(|m| m["path"].as_str().unwrap()).collect();
     assert!(near.iter().any(|p| p.ends_with("/0002-mirror.png")) && near.iter().any(|p| p.ends_with("/0002.png")));
 
+    // Region search through the server (the query's bytes and the box are sent).
+    let region = ["region", arg(&query), "--box", "5,4.5,30,20", "--json", "-k", "3"];
+    let served_region = json(&stdout_of(&run_in(tmp.path(), &[&region[..], &["--server", &url]].concat()), &server));
+    assert_eq!(served_region["results"].as_array().map(Vec::len), Some(3), "{served_region}");
+
     // SIGTERM: a clean exit that releases the collection.
     server.terminate();
     let out = output_within(pixdex_command().args(["stats", "--db", arg(&db), "--json"]), COMMAND_LIMIT);
@@ -190,6 +195,10 @@ fn serve_index_search_stats_then_sigterm_releases_the_collection() {
     let out = output_within(pixdex_command().args(dedup).args(["--db", arg(&db)]), COMMAND_LIMIT);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(json(&String::from_utf8_lossy(&out.stdout)), served);
+    // And the same region results: the server embeds the region as the offline path does.
+    let out = output_within(pixdex_command().args(region).args(["--db", arg(&db)]), COMMAND_LIMIT);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(json(&String::from_utf8_lossy(&out.stdout)), served_region);
 }
 
 /// Starts `pixdex index --server` over `dir/lib` and returns as soon as the server logs the

@@ -122,9 +122,9 @@ async fn run(
         model: OnceLock::new(),
         jobs: IndexJobs::default(),
         shutdown: token.clone(),
-        decode_permits: tokio::sync::Semaphore::new(
+        decode_permits: Arc::new(tokio::sync::Semaphore::new(
             2 * std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
-        ),
+        )),
     });
 
     let (health, health_service) = tonic_health::server::health_reporter();

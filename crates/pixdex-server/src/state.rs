@@ -28,7 +28,9 @@ pub(crate) struct AppState {
     pub(crate) shutdown: CancellationToken,
     /// Bounds concurrent query decodes: a decoded 100-megapixel photo takes 300 MB, so many
     /// large uploads at once must queue rather than exhaust memory.
-    pub(crate) decode_permits: tokio::sync::Semaphore,
+    /// Shared so that a region search can hold its permit on the blocking thread that holds the
+    /// pixels.
+    pub(crate) decode_permits: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {

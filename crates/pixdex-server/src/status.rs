@@ -24,6 +24,8 @@ pub(crate) enum ServiceError {
     #[error("{0}")]
     PermissionDenied(String),
     #[error("{0}")]
+    Cancelled(String),
+    #[error("{0}")]
     Internal(String),
 }
 
@@ -64,6 +66,7 @@ impl From<ServiceError> for Status {
             ServiceError::Unavailable(_) => Status::unavailable(msg),
             ServiceError::FailedPrecondition(_) => Status::failed_precondition(msg),
             ServiceError::PermissionDenied(_) => Status::permission_denied(msg),
+            ServiceError::Cancelled(_) => Status::cancelled(msg),
             ServiceError::Internal(_) => Status::internal(msg),
         }
     }

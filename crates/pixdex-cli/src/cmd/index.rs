@@ -165,6 +165,7 @@ fn index_offline(args: &IndexArgs) -> anyhow::Result<ExitCode> {
         batch_size: args.batch_size as usize,
         prune: args.prune,
         dedup_views: !args.no_dedup_views,
+        region_grids: !args.no_region_grids,
         ..IndexOptions::default()
     };
     // Ctrl-C: finish the batch in flight, write it, and stop; a second Ctrl-C exits at once.
@@ -251,6 +252,7 @@ async fn index_served(args: &IndexArgs, url: &str) -> anyhow::Result<ExitCode> {
         follow_symlinks: args.follow_links,
         prune: args.prune,
         skip_dedup_views: args.no_dedup_views,
+        skip_region_grids: args.no_region_grids,
     };
     let mut job = client
         .index

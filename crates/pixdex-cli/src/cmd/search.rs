@@ -9,7 +9,7 @@ use pixdex_server::pb;
 use serde::Serialize;
 use std::process::ExitCode;
 
-use crate::args::SearchArgs;
+use crate::args::{DbArgs, ModelArgs, SearchArgs};
 use crate::remote;
 
 #[derive(Serialize)]
@@ -39,18 +39,25 @@ pub fn run(args: SearchArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn search_offline(args: &SearchArgs) -> anyhow::Result<Vec<Result_>> {
-    let db = args.db.dir()?;
+/// Opens the collection and loads the model to query it with: the collection's own unless
+/// `--model` names another (which must be the same model).
+pub fn open_for_query(db: &DbArgs, model: &ModelArgs) -> anyhow::Result<(Collection, PixioEncoder)> {
+    let db = db.dir()?;
     let collection = Collection::open(&db).with_context(|| format!("opening collection {}", db.display()))?;
-    let (device, dtype) = args.model.device()?;
+    let (device, dtype) = model.device()?;
     // The collection pins its model; that is the default query model.
-    let source = args.model.source(&collection.config().model)?;
+    let source = model.source(&collection.config().model)?;
     let encoder = PixioEncoder::load(&source, &device, dtype).with_context(|| format!("loading model {source}"))?;
     let wanted = encoder.collection_config();
     let pinned = collection.config();
     if wanted.model_fingerprint != pinned.model_fingerprint || wanted.embedding != pinned.embedding {
         anyhow::bail!("collection {} was built with {}; query with that model (--model)", db.display(), pinned.model);
     }
+    Ok((collection, encoder))
+}
+
+fn search_offline(args: &SearchArgs) -> anyhow::Result<Vec<Result_>> {
+    let (collection, encoder) = open_for_query(&args.db, &args.model)?;
     let image = decode_path(&args.image, DecodeLimits::default())?;
     let input = encoder.prepare(&image.image)?;
     let (global, _) = encoder.embed(&[input])?.pop().context("no embedding")??;

@@ -64,6 +64,7 @@ impl pb::index_service_server::IndexService for IndexApi {
             follow_symlinks,
             prune,
             skip_dedup_views,
+            skip_region_grids,
         } = request.into_inner();
         let state = &self.state;
         if roots.is_empty() {
@@ -88,6 +89,7 @@ impl pb::index_service_server::IndexService for IndexApi {
             batch_size: state.config.index_batch_size.max(1),
             prune,
             dedup_views: !skip_dedup_views,
+            region_grids: !skip_region_grids,
             ..IndexOptions::default()
         };
         let job = state.jobs.start(collection, encoder, options)?;

@@ -4,4 +4,5 @@ pub(crate) mod collection;
 pub(crate) mod dedup;
 pub(crate) mod images;
 pub(crate) mod index;
+pub(crate) mod region;
 pub(crate) mod search;

@@ -1,4 +1,5 @@
-//! `pixdex.v1.SearchService`: similarity search by image bytes, stored image or vector.
+//! `pixdex.v1.SearchService`: similarity search by image bytes, stored image or vector, and
+//! region search (in `region.rs`).
 
 use pixdex_core::{MAX_K, SimilarQuery, UnitVector};
 use std::sync::Arc;
@@ -13,7 +14,7 @@ use crate::status::ServiceError;
 const MAX_BATCH_QUERIES: usize = 256;
 
 /// k when the request leaves it 0.
-const DEFAULT_K: usize = 10;
+pub(super) const DEFAULT_K: usize = 10;
 
 pub(crate) struct SearchApi {
     pub(crate) state: Arc<AppState>,
@@ -41,6 +42,13 @@ impl pb::search_service_server::SearchService for SearchApi {
         let answers = futures::future::join_all(queries.into_iter().map(|q| search_one(&self.state, q))).await;
         let responses = answers.into_iter().collect::<Result<Vec<_>, _>>()?;
         Ok(Response::new(pb::BatchSearchResponse { responses }))
+    }
+
+    async fn region_search(
+        &self,
+        request: Request<pb::RegionSearchRequest>,
+    ) -> Result<Response<pb::RegionSearchResponse>, Status> {
+        Ok(Response::new(super::region::region_search(self.state.clone(), request.into_inner()).await?))
     }
 }
 

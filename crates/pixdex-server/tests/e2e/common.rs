@@ -24,6 +24,36 @@ pub fn tiny_loader() -> ModelLoader {
     Box::new(|_| Ok(load_tiny_model()))
 }
 
+/// `../shared` next to the repository (or `$PIXDEX_SHARED_DIR`) when it holds the real-weights
+/// ViT-S/14; otherwise a visible skip note (or a failure where `PIXDEX_REQUIRE_SHARED_DATA=1`).
+pub fn shared_dir() -> Option<PathBuf> {
+    let dir = std::env::var_os("PIXDEX_SHARED_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
+    if real_model_in(&dir).join("model.safetensors").is_file() {
+        return Some(dir);
+    }
+    if std::env::var("PIXDEX_REQUIRE_SHARED_DATA").is_ok_and(|v| v == "1") {
+        panic!("PIXDEX_REQUIRE_SHARED_DATA=1 but {} has no data/models/pixio-s14-real", dir.display());
+    }
+    eprintln!("NOTE: skipping real-weights test: no shared data at {} (set PIXDEX_SHARED_DIR)", dir.display());
+    None
+}
+
+/// The real-weights model folder inside a shared folder.
+pub fn real_model_in(shared: &Path) -> PathBuf {
+    shared.join("data/models/pixio-s14-real")
+}
+
+/// Loads the real-weights model from `shared` (on the server's loading thread).
+pub fn real_loader(shared: &Path) -> ModelLoader {
+    let dir = real_model_in(shared);
+    Box::new(move |_| {
+        let source = pixio::WeightSource::parse(&dir.display().to_string()).map_err(|e| e.to_string())?;
+        PixioEncoder::load(&source, &pixio::Device::Cpu, pixio::DType::F32).map_err(|e| e.to_string())
+    })
+}
+
 /// A distinct picture per seed (stripes of seed-dependent frequency, angle and colour).
 pub fn picture(seed: u32, w: u32, h: u32) -> image::RgbImage {
     image::RgbImage::from_fn(w, h, |x, y| {

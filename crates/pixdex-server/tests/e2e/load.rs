@@ -72,6 +72,7 @@ async fn a_call_cancelled_by_its_client_costs_no_forward_pass() {
         .upsert_image(pb::UpsertImageRequest { key: "six.png".into(), image: png.clone() })
         .await
         .unwrap();
-    assert_eq!(after.query_embeddings + 1, stats(server.client.clone()).await.query_embeddings);
+    // An upload takes two embeddings: the image with its views, then its region grid.
+    assert_eq!(after.query_embeddings + 2, stats(server.client.clone()).await.query_embeddings);
     server.stop().await.unwrap();
 }

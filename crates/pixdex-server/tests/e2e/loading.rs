@@ -20,6 +20,12 @@ async fn requests_during_model_load_are_unavailable_then_served() {
     let png = png_bytes(&picture(1, 64, 64));
     let e = c.search.search(image_query(png.clone(), 1)).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::Unavailable, "{e}");
+    let region = || pb::RegionSearchRequest {
+        query: Some(pb::region_search_request::Query::Image(png.clone())),
+        ..Default::default()
+    };
+    let e = c.search.region_search(region()).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::Unavailable, "{e}");
     let e = c.collection.get_stats(pb::GetStatsRequest {}).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::Unavailable, "a new collection appears once the model is known");
     let health = c.health.check(HealthCheckRequest { service: String::new() }).await.unwrap().into_inner();
@@ -29,6 +35,9 @@ async fn requests_during_model_load_are_unavailable_then_served() {
     server.client.wait_ready(PATIENCE).await.unwrap();
     let c = &mut server.client;
     c.images.upsert_image(pb::UpsertImageRequest { key: "a.png".into(), image: png.clone() }).await.unwrap();
+    let r = c.search.region_search(region()).await.unwrap().into_inner();
+    let found: Vec<&str> = r.hits.iter().map(|h| h.image.as_ref().unwrap().path.as_str()).collect();
+    assert_eq!(found, ["a.png"], "an upload is searchable by region at once");
     let r = c.search.search(image_query(png, 1)).await.unwrap().into_inner();
     assert_eq!(hit_paths(&r), vec!["a.png".to_string()]);
     server.stop().await.unwrap();

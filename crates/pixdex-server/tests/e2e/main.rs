@@ -8,4 +8,5 @@ mod jobs;
 mod load;
 mod loading;
 mod protocol;
+mod region;
 mod search;

@@ -48,5 +48,8 @@ async fn health_and_reflection_list_and_describe_every_service() {
         let MessageResponse::FileDescriptorResponse(files) = r else { panic!("{r:?}") };
         assert!(!files.file_descriptor_proto.is_empty());
     }
+    // Generic clients see every rpc, the newest included (the names are in the encoded descriptor).
+    let MessageResponse::FileDescriptorResponse(search) = &responses[1] else { panic!("{:?}", responses[1]) };
+    assert!(search.file_descriptor_proto.iter().any(|f| f.windows(12).any(|w| w == b"RegionSearch")));
     server.stop().await.unwrap();
 }

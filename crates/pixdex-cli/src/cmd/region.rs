@@ -1,0 +1,112 @@
+//! `pixdex region`: the images of a collection that contain a region of a query image (the whole
+//! image, or `--box`), each with the box where it is; offline or through a running server (same
+//! output either way).
+
+use anyhow::Context;
+use pixdex_core::{PixelBox, RegionQuery};
+use pixdex_indexer::decode::{DecodeLimits, decode_path};
+use pixdex_indexer::region_query::{RegionCrop, search_region};
+use pixdex_server::pb;
+use serde::Serialize;
+use std::process::ExitCode;
+
+use crate::args::RegionArgs;
+use crate::cmd::search::open_for_query;
+use crate::remote;
+
+#[derive(Serialize)]
+struct Box_ {
+    x: f32,
+    y: f32,
+    w: f32,
+    h: f32,
+}
+
+impl From<PixelBox> for Box_ {
+    fn from(b: PixelBox) -> Self {
+        Self { x: b.x, y: b.y, w: b.w, h: b.h }
+    }
+}
+
+#[derive(Serialize)]
+struct Result_ {
+    id: u64,
+    path: String,
+    score: f32,
+    #[serde(rename = "box")]
+    bbox: Box_,
+}
+
+#[derive(Serialize)]
+struct Output {
+    results: Vec<Result_>,
+}
+
+pub fn run(args: RegionArgs) -> anyhow::Result<ExitCode> {
+    let results = match args.server.url() {
+        Some(url) => remote::runtime()?.block_on(search_served(&args, &url))?,
+        None => search_offline(&args)?,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string(&Output { results })?);
+    } else {
+        for r in &results {
+            let b = &r.bbox;
+            println!("{:.4}\t{}\t{:.0},{:.0},{:.0},{:.0}\t{}", r.score, r.id, b.x, b.y, b.w, b.h, r.path);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn query(args: &RegionArgs) -> RegionQuery {
+    RegionQuery { k: args.k, candidates: args.candidates, ..RegionQuery::default() }
+}
+
+fn search_offline(args: &RegionArgs) -> anyhow::Result<Vec<Result_>> {
+    let (collection, encoder) = open_for_query(&args.db, &args.model)?;
+    let image = decode_path(&args.image, DecodeLimits::default())?;
+    let crop = RegionCrop::new(&image, args.region)
+        .with_context(|| format!("cutting the region of {}", args.image.display()))?;
+    drop(image);
+    let hits = search_region(&collection, &encoder, &crop, &query(args))?;
+    Ok(hits
+        .into_iter()
+        .map(|h| Result_ {
+            id: h.id.0,
+            path: h.record.path.to_string_lossy().into_owned(),
+            score: h.score,
+            bbox: h.bbox.into(),
+        })
+        .collect())
+}
+
+/// Sends the file's bytes and the box; the server decodes, cuts and embeds them.
+async fn search_served(args: &RegionArgs, url: &str) -> anyhow::Result<Vec<Result_>> {
+    let bytes = std::fs::read(&args.image).with_context(|| format!("reading {}", args.image.display()))?;
+    let mut client = remote::connect_ready(url).await?;
+    // The parser bounds k and candidates well inside u32.
+    let request = pb::RegionSearchRequest {
+        query: Some(pb::region_search_request::Query::Image(bytes)),
+        r#box: args.region.map(|b| pb::PixelBox { x: b.x, y: b.y, w: b.w, h: b.h }),
+        k: args.k as u32,
+        candidates: args.candidates as u32,
+        min_score: None,
+        path_prefix: String::new(),
+        exclude_self: false,
+    };
+    let response = client
+        .search
+        .region_search(request)
+        .await
+        .map_err(|s| remote::call_failed(&format!("region search with {}", args.image.display()), s))?
+        .into_inner();
+    Ok(response
+        .hits
+        .into_iter()
+        .map(|hit| {
+            let image = hit.image.unwrap_or_default();
+            let b = hit.r#box.unwrap_or_default();
+            Result_ { id: image.id, path: image.path, score: hit.score, bbox: Box_ { x: b.x, y: b.y, w: b.w, h: b.h } }
+        })
+        .collect())
+}

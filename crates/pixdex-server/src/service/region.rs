@@ -1,0 +1,232 @@
+//! `SearchService.RegionSearch`: the stored images that contain a region of the query image, and
+//! where. The collection runs the search (`Collection::search_region`); this module gets the
+//! query pixels (uploaded bytes, or a stored image's file read again), cuts the region, and
+//! embeds it at the grid sizes the search asks for through the shared batcher.
+
+use pixdex_core::{
+    DEFAULT_REGION_CANDIDATES, ImageId, ImageRecord, ImageStatus, MAX_K, MAX_REGION_CANDIDATES, PatchGrid, PixelBox,
+    RegionHit, RegionQuery,
+};
+use pixdex_indexer::decode::{DecodeLimits, DecodedImage, decode_bytes};
+use pixdex_indexer::encoder::REGION_LONG_SIDE;
+use pixdex_indexer::region_query::RegionCrop;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::search::DEFAULT_K;
+use crate::convert::image_record;
+use crate::pb::{self, region_search_request::Query};
+use crate::state::{AppState, blocking};
+use crate::status::ServiceError;
+
+/// Where the query pixels come from.
+enum Source {
+    /// Uploaded bytes.
+    Bytes(Vec<u8>),
+    /// A stored image's file, read again (its record says which bytes were indexed).
+    Stored(ImageId, ImageRecord),
+}
+
+/// Set when the call's future is dropped (the client cancelled or went away), so that the
+/// blocking search stops before its next forward pass instead of finishing for nobody.
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Most patches a query embedding may have, against a largest stored grid of
+/// `(REGION_LONG_SIDE / patch + 1)²`: the search sizes a thin region's first embedding by its
+/// short side, so a 1-pixel-wide box along a tall image would otherwise ask for a grid with
+/// tens of thousands of patches (a forward pass that exhausts memory).
+fn max_query_patches(patch: usize) -> usize {
+    let side = REGION_LONG_SIDE / patch.max(1) + 1;
+    4 * side * side
+}
+
+pub(crate) async fn region_search(
+    state: Arc<AppState>,
+    request: pb::RegionSearchRequest,
+) -> Result<pb::RegionSearchResponse, ServiceError> {
+    // Exhaustive on purpose: a new field fails the build here until it is handled.
+    let pb::RegionSearchRequest { query, r#box, k, candidates, min_score, path_prefix, exclude_self } = request;
+    let k = match k as usize {
+        0 => DEFAULT_K,
+        k if k > MAX_K => return Err(ServiceError::invalid(format!("k must be 1..={MAX_K}, not {k}"))),
+        k => k,
+    };
+    let candidates = match candidates as usize {
+        0 => DEFAULT_REGION_CANDIDATES,
+        c if c > MAX_REGION_CANDIDATES => {
+            return Err(ServiceError::invalid(format!("candidates must be 1..={MAX_REGION_CANDIDATES}, not {c}")));
+        }
+        c => c,
+    };
+    // The box is checked against the image once it is decoded (`RegionCrop::new`).
+    let stored_box = r#box.map(|b| PixelBox { x: b.x, y: b.y, w: b.w, h: b.h });
+    let collection = state.collection()?;
+    state.model()?;
+    let (source, exclude) =
+        match query.ok_or_else(|| ServiceError::invalid("missing query (image bytes or a stored image)"))? {
+            Query::Image(bytes) => {
+                if bytes.is_empty() {
+                    return Err(ServiceError::invalid("empty image bytes"));
+                }
+                let exclude = match exclude_self {
+                    true => collection.ids_by_hash(blake3::hash(&bytes).as_bytes())?,
+                    false => Vec::new(),
+                };
+                (Source::Bytes(bytes), exclude)
+            }
+            Query::Stored(image) => {
+                let (id, record) = state.resolve(&collection, Some(image))?;
+                check_stored_source(id, &record)?;
+                (Source::Stored(id, record), if exclude_self { vec![id] } else { Vec::new() })
+            }
+        };
+    let query = RegionQuery {
+        k,
+        candidates,
+        min_score,
+        path_prefix: Some(path_prefix).filter(|p| !p.is_empty()),
+        exclude,
+        ..RegionQuery::default()
+    };
+    // The decoded region stays in memory for the whole search (a handful of forward passes), so
+    // the decode permit that bounds decoded pixels is held until the search ends, even when the
+    // client has gone (the blocking task still holds the pixels until its next check).
+    let permit = state
+        .decode_permits
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| ServiceError::Unavailable("the server is shutting down".into()))?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let _cancel_on_drop = CancelOnDrop(stop.clone());
+    let runtime = tokio::runtime::Handle::current();
+    let hits = blocking(move || {
+        let _permit = permit;
+        let crop = RegionCrop::new(&source.decode()?, stored_box)?;
+        let model = state.model()?;
+        let max_patches = max_query_patches(model.encoder.patch_size());
+        let mut embed = |rows: usize, cols: usize| -> Result<PatchGrid, ServiceError> {
+            if stop.load(Ordering::Relaxed) {
+                return Err(ServiceError::Cancelled("region search cancelled by the client".into()));
+            }
+            if state.shutdown.is_cancelled() {
+                return Err(ServiceError::Unavailable("the server is shutting down".into()));
+            }
+            if rows.saturating_mul(cols) > max_patches {
+                let (w, h) = crop.size();
+                return Err(ServiceError::invalid(format!(
+                    "the {w}×{h} query region is too thin to search (it would need a {rows}×{cols} patch \
+                     grid, at most {max_patches} patches); draw a less elongated box"
+                )));
+            }
+            let input = model.encoder.prepare_grid(&crop.image, rows, cols)?;
+            // A blocking-pool thread may wait on the async batcher; the forward pass is shared with
+            // concurrent queries of the same grid size.
+            Ok(runtime.block_on(model.batcher.embed(vec![input]))?.patches)
+        };
+        collection.search_region(crop.size(), &mut embed, &query)
+    })
+    .await?;
+    Ok(pb::RegionSearchResponse { hits: hits.iter().map(region_hit).collect() })
+}
+
+/// Refuses, before any work, a stored query whose pixels the server cannot read again.
+fn check_stored_source(id: ImageId, record: &ImageRecord) -> Result<(), ServiceError> {
+    if let ImageStatus::Failed { error } = &record.status {
+        return Err(ServiceError::FailedPrecondition(format!(
+            "image {} ({}) could not be indexed: {error}",
+            id.0,
+            record.path.display()
+        )));
+    }
+    // Uploads are stored under a relative key, not a file: reading the key as a path would read
+    // whatever lies at that name in the server's working folder.
+    if !record.path.is_absolute() {
+        return Err(ServiceError::FailedPrecondition(format!(
+            "image {} was uploaded (key `{}`) and the server keeps no pixels of uploads: send the image bytes \
+             instead",
+            id.0,
+            record.path.display()
+        )));
+    }
+    Ok(())
+}
+
+impl Source {
+    /// The decoded query image (on a blocking thread). A stored image's file must still hold the
+    /// bytes that were indexed: a box drawn on a result refers to those pixels.
+    fn decode(&self) -> Result<DecodedImage, ServiceError> {
+        match self {
+            Source::Bytes(bytes) => Ok(decode_bytes(bytes, DecodeLimits::default())?),
+            Source::Stored(id, record) => {
+                let gone = |why: String| {
+                    ServiceError::FailedPrecondition(format!(
+                        "image {} ({}) cannot be read again: {why}; index its folder again",
+                        id.0,
+                        record.path.display()
+                    ))
+                };
+                let bytes = std::fs::read(&record.path).map_err(|e| match e.kind() {
+                    std::io::ErrorKind::NotFound => gone("the file is gone (moved or deleted since indexing)".into()),
+                    _ => gone(e.to_string()),
+                })?;
+                if blake3::hash(&bytes).as_bytes() != &record.blake3 {
+                    return Err(gone("the file changed since it was indexed".into()));
+                }
+                decode_bytes(&bytes, DecodeLimits::default()).map_err(|e| gone(e.to_string()))
+            }
+        }
+    }
+}
+
+fn region_hit(h: &RegionHit) -> pb::RegionHit {
+    pb::RegionHit {
+        score: h.score,
+        image: Some(image_record(h.id, &h.record)),
+        r#box: Some(pb::PixelBox { x: h.bbox.x, y: h.bbox.y, w: h.bbox.w, h: h.bbox.h }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    #[test]
+    fn thin_regions_are_capped_relative_to_the_stored_grids() {
+        // ViT-S/14: stored grids are at most 32×32 (+1 cell of slack), the cap 4× that.
+        assert_eq!(max_query_patches(14), 4 * 33 * 33);
+        assert!(max_query_patches(8) > max_query_patches(14));
+    }
+
+    #[test]
+    fn only_indexed_files_are_read_again() {
+        let record = |path: &str, status: ImageStatus| ImageRecord {
+            path: PathBuf::from(path),
+            size: 1,
+            mtime_ns: 0,
+            blake3: [0; 32],
+            width: 1,
+            height: 1,
+            status,
+        };
+        let code = |r: Result<(), ServiceError>| r.map_err(|e| tonic::Status::from(e).code());
+        assert_eq!(code(check_stored_source(ImageId(1), &record("/photos/a.jpg", ImageStatus::Embedded))), Ok(()));
+        // An upload key names no file, even when something lies at that relative path.
+        assert_eq!(
+            code(check_stored_source(ImageId(1), &record("Cargo.toml", ImageStatus::Embedded))),
+            Err(tonic::Code::FailedPrecondition)
+        );
+        let failed = ImageStatus::Failed { error: "not an image".into() };
+        assert_eq!(
+            code(check_stored_source(ImageId(1), &record("/photos/b.jpg", failed))),
+            Err(tonic::Code::FailedPrecondition)
+        );
+    }
+}
