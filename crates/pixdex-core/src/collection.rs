@@ -89,6 +89,8 @@ impl CollectionConfig {
 }
 
 /// Where a new image's vectors come from.
+// One value per image, built once and moved into a commit: boxing the large variant buys nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Embedding {
     /// Freshly computed: the global vector and the full patch grid (reduced on storage).

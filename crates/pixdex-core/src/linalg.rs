@@ -3,7 +3,7 @@
 /// `a · bᵀ` for `a` (m×k) and `b` (n×k), both row-major: row `i` of the m×n result holds the dot
 /// products of `a`'s row `i` with every row of `b`.
 pub(crate) fn matmul_nt(a: &[f32], b: &[f32], k: usize) -> Vec<f32> {
-    assert!(k > 0 && a.len() % k == 0 && b.len() % k == 0, "matmul_nt: rows of {k} values");
+    assert!(k > 0 && a.len().is_multiple_of(k) && b.len().is_multiple_of(k), "matmul_nt: rows of {k} values");
     let (m, n) = (a.len() / k, b.len() / k);
     let mut out = vec![0f32; m * n];
     if m == 0 || n == 0 {

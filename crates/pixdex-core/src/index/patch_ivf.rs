@@ -22,9 +22,9 @@ const TRAIN_SAMPLE: usize = 60_000;
 const TRAIN_ITERATIONS: usize = 8;
 
 /// Number of lists for `tokens` stored tokens: about √n, so that a list holds about √n
-/// postings (clamped to 64..=8192).
+/// postings (clamped to 64..=4096: more lists make assignment, the build's cost, slower).
 pub(crate) fn list_count(tokens: usize) -> usize {
-    ((tokens as f64).sqrt().round() as usize).clamp(64, 8192)
+    ((tokens as f64).sqrt().round() as usize).clamp(64, 4096)
 }
 
 struct PostingList {
@@ -180,12 +180,14 @@ fn unpack(key: u64) -> (u32, i32, i32) {
 
 /// Index of the nearest centroid (largest dot product) of every token.
 fn nearest(tokens: &[f32], centroids: &[f32], dim: usize) -> Vec<usize> {
+    use rayon::prelude::*;
     let k = centroids.len() / dim;
-    // In slabs, so that the similarity matrix stays small for a large sample.
-    let slab = 4096 * dim;
+    // In slabs, so that the similarity matrix stays small, and on every core: assigning a large
+    // library is the index's main build cost.
+    let slab = 1024 * dim;
     tokens
-        .chunks(slab)
-        .flat_map(|chunk| {
+        .par_chunks(slab)
+        .flat_map_iter(|chunk| {
             let sims = matmul_nt(chunk, centroids, dim);
             sims.chunks_exact(k)
                 .map(|row| row.iter().enumerate().fold((0, f32::MIN), |b, (i, &v)| if v > b.1 { (i, v) } else { b }).0)

@@ -37,6 +37,9 @@ const LADDER_STEPS_PER_OCTAVE: f32 = 6.0;
 /// The query grid's short side for the candidate vote, at least.
 const MIN_VOTE_CELLS: usize = 3;
 
+/// The query grid's long side for the candidate vote, at most.
+const MAX_VOTE_CELLS: usize = 48;
+
 /// Inverted lists probed per query token.
 const NPROBE: usize = 3;
 
@@ -255,19 +258,25 @@ impl Collection {
             let mut scales: Vec<f32> = ivf.images.iter().map(|i| i.cells_per_px).collect();
             scales.sort_by(f32::total_cmp);
             let f = scales[scales.len() / 2];
-            let short = crop_w.min(crop_h) as f32;
-            let f = f.max(MIN_VOTE_CELLS as f32 / short);
+            let (short, long) = (crop_w.min(crop_h) as f32, crop_w.max(crop_h) as f32);
+            // At least a few cells across, and never more than the largest stored grid (a thin
+            // strip of a region must not ask for a grid of thousands of patches).
+            let f = f.max(MIN_VOTE_CELLS as f32 / short).min(MAX_VOTE_CELLS as f32 / long);
             let size = (((crop_h as f32 * f).round() as usize).max(1), ((crop_w as f32 * f).round() as usize).max(1));
             // The guard is held across the embedding: concurrent region queries share the index.
             let grid = query_grid(size)?;
             (ivf.vote(&grid, NPROBE), ivf.images.clone())
         };
 
-        // Candidates that pass the filters, in vote order.
+        // Candidates that pass the filters, in vote order; images without a single vote follow
+        // (in id order), so that asking for as many candidates as images reranks them all.
         let prefix = query.path_prefix.as_deref().filter(|p| !p.is_empty());
         let wanted = query.candidates.max(query.k);
         let mut candidates: Vec<(IvfImage, ImageRecord, f32, usize)> = Vec::new();
-        for (slot, v) in votes {
+        let mut voted = vec![false; images.len()];
+        votes.iter().for_each(|&(slot, _)| voted[slot] = true);
+        let unvoted = (0..images.len()).filter(|&s| !voted[s]).map(|s| (s, 0.0));
+        for (slot, v) in votes.into_iter().chain(unvoted) {
             if candidates.len() == wanted {
                 break;
             }
@@ -467,9 +476,10 @@ mod tests {
         let base = noise_grid(1, 10, dim, 11);
         let mut img = base.clone();
         for c in 0..10 {
-            let next = base.values[((c + 1) % 10) * dim..((c + 1) % 10 + 1) * dim].to_vec();
-            for d in 0..dim {
-                img.values[c * dim + d] = 0.5 * base.values[c * dim + d] + 0.5 * next[d];
+            let next = &base.values[((c + 1) % 10) * dim..((c + 1) % 10 + 1) * dim];
+            let here = &base.values[c * dim..(c + 1) * dim];
+            for (d, (a, b)) in here.iter().zip(next).enumerate() {
+                img.values[c * dim + d] = 0.5 * a + 0.5 * b;
             }
         }
         normalise_rows(&mut img.values, dim);
