@@ -11,16 +11,18 @@
 //!   not in the library, so the composite is the only match.
 //!
 //! The library is indexed with the real pipeline and the real-weights ViT-S/14. Methods:
-//! * **pixdex**: `Collection::search_region` as served (inverted-file vote, rerank of the top
-//!   candidates on PCA-128 int8 grids, rank fusion);
-//! * pixdex reranking every image (no candidate stage), and pixdex ranked by the match alone;
+//! * **pixdex**: `Collection::search_region` as served (inverted-file vote, rerank of the top 128
+//!   candidates on PCA-128 int8 grids, ranked by the match score);
+//! * pixdex with the other rankings (fused with the vote, contrast), more candidates, and
+//!   reranking every image (no candidate stage);
 //! * **brute force**: exhaustive sliding-window match of the same query grids over every image's
-//!   full-precision (384-d f32, centred) region grid, at the same scales.
+//!   full-precision (384-d f32, centred) region grid, at the same scales, with the reduction's
+//!   mean token and with the whole library's.
 //!
 //! Metrics: hit@1, hit@10, and IoU@1 (IoU of the rank-1 box with the truth, 0 when rank 1 is the
 //! wrong image).
 //!
-//! `PIXDEX_SHARED_DIR=/work/shared cargo bench -p pixdex-benches --bench region_quality -- [--crops N] [--pasted N] [--keep DIR]`
+//! `PIXDEX_SHARED_DIR=/work/shared cargo bench -p pixdex-benches --bench region_quality -- [--crops N] [--pasted N] [--keep DIR] [--layers 6,9]`
 
 use image::DynamicImage;
 use pixdex_core::{
@@ -105,32 +107,6 @@ impl Tally {
         let n = self.n.max(1) as f64;
         format!("{:.3} | {:.3} | {:.3}", self.hit1 as f64 / n, self.hit10 as f64 / n, self.iou1 / n)
     }
-}
-
-/// The crop's grid embedded inside a canvas of its mean colour, half its size again on every
-/// side, keeping only the crop's own tokens: the tokens then see a surrounding, as tokens of
-/// an object inside a photo do.
-fn padded_embed(encoder: &PixioEncoder, crop: &DynamicImage, rows: usize, cols: usize) -> anyhow::Result<PatchGrid> {
-    let p = encoder.patch_size();
-    let (pr, pc) = (rows.div_ceil(2), cols.div_ceil(2));
-    let rgb =
-        crop.resize_exact((cols * p) as u32, (rows * p) as u32, image::imageops::FilterType::CatmullRom).to_rgb8();
-    let n = (rgb.width() * rgb.height()) as f64;
-    let mut mean = [0f64; 3];
-    for px in rgb.pixels() {
-        (0..3).for_each(|c| mean[c] += px.0[c] as f64 / n);
-    }
-    let fill = image::Rgb(mean.map(|m| m.round() as u8));
-    let mut canvas = image::RgbImage::from_pixel(((cols + 2 * pc) * p) as u32, ((rows + 2 * pr) * p) as u32, fill);
-    image::imageops::replace(&mut canvas, &rgb, (pc * p) as i64, (pr * p) as i64);
-    let input = encoder.prepare_grid(&DynamicImage::ImageRgb8(canvas), rows + 2 * pr, cols + 2 * pc)?;
-    let full = encoder.embed_grids(&[input])?.pop().ok_or_else(|| anyhow::anyhow!("no grid"))?;
-    let mut values = Vec::with_capacity(rows * cols * full.dim);
-    for r in pr..pr + rows {
-        let at = (r * full.cols + pc) * full.dim;
-        values.extend_from_slice(&full.values[at..at + cols * full.dim]);
-    }
-    Ok(PatchGrid { rows, cols, dim: full.dim, values })
 }
 
 /// Centres on `mu` and normalises each token: the brute-force reference's tokens.
@@ -308,22 +284,62 @@ fn main() -> anyhow::Result<()> {
         .map(|mu| raw.iter().map(|(id, f, g)| (*id, *f, centred(g, mu))).collect())
         .collect();
 
+    // 3b. With `--layers 6,9`: the same reference on earlier blocks' tokens (final LayerNorm
+    // applied), which mix in less of the surrounding photo.
+    let layers: Vec<usize> = arg("--layers")
+        .map(|l| l.split(',').map(|x| x.trim().parse()).collect::<Result<_, _>>())
+        .transpose()?
+        .unwrap_or_default();
+    let mut layer_refs: Vec<(Vec<f32>, Vec<(ImageId, pixdex_core::RegionFrame, PatchGrid)>)> = Vec::new();
+    if !layers.is_empty() {
+        let mut per_layer: Vec<Vec<(ImageId, pixdex_core::RegionFrame, PatchGrid)>> = vec![Vec::new(); layers.len()];
+        for (rel, &id) in &ids {
+            let d = decode_path(&lib.join(rel), DecodeLimits::default())?;
+            let (input, frame) = encoder.prepare_region(&d.image, d.orientation)?;
+            let grids = encoder.embed_grids_at_layers(&[input], &layers)?;
+            for (l, mut g) in grids.into_iter().enumerate() {
+                per_layer[l].push((id, frame, g.remove(0)));
+            }
+        }
+        for refs in per_layer {
+            let dim = refs[0].2.dim;
+            let mut mu = vec![0f64; dim];
+            let mut n = 0usize;
+            for (_, _, g) in &refs {
+                for t in g.values.chunks_exact(dim) {
+                    mu.iter_mut().zip(t).for_each(|(m, v)| *m += *v as f64);
+                    n += 1;
+                }
+            }
+            let mu: Vec<f32> = mu.iter().map(|m| (m / n as f64) as f32).collect();
+            let centred_refs = refs.iter().map(|(id, f, g)| (*id, *f, centred(g, &mu))).collect();
+            layer_refs.push((mu, centred_refs));
+        }
+    }
+
     // 4. Queries.
-    let methods = [
+    let layer_names: Vec<String> =
+        layers.iter().map(|l| format!("brute force, full precision, block {l} tokens, match")).collect();
+    let mut methods = vec![
         "pixdex, fused (vote + match)",
-        "pixdex, match",
+        "pixdex (default: vote → top 128 → PCA-128 int8, match)",
         "pixdex, contrast",
         "pixdex, fused (vote + contrast)",
+        "pixdex, top 64 candidates",
+        "pixdex, top 256 candidates",
         "pixdex, rerank all (no vote), match",
         "brute force, full precision, match",
         "brute force, full precision, mu of all, match",
         "brute force, full precision, mu of all, contrast",
-        "brute force, full precision, mu of all, padded query, match",
     ];
+    methods.extend(layer_names.iter().map(|s| s.as_str()));
     let mut tallies: Vec<HashMap<&str, Tally>> = vec![HashMap::new(); methods.len()];
     let (embed_s, embeds) = (Cell::new(0f64), Cell::new(0usize));
     let (mut pixdex_s, mut brute_s) = (0f64, 0f64);
-    for q in &queries {
+    for (qi, q) in queries.iter().enumerate() {
+        if qi % 10 == 0 {
+            eprintln!("query {qi}/{}", queries.len());
+        }
         let truth = *ids.get(&q.truth).ok_or_else(|| anyhow::anyhow!("{} not indexed", q.truth.display()))?;
         let crop = RegionCrop { image: q.image.clone(), upright_box: PixelBox { x: 0.0, y: 0.0, w: 0.0, h: 0.0 } };
         let mut cache: HashMap<(usize, usize), PatchGrid> = HashMap::new();
@@ -343,39 +359,29 @@ fn main() -> anyhow::Result<()> {
             RegionQuery { k: 10, ranking: RegionRanking::Match, ..Default::default() },
             RegionQuery { k: 10, ranking: RegionRanking::Contrast, ..Default::default() },
             RegionQuery { k: 10, ranking: RegionRanking::FusedContrast, ..Default::default() },
+            RegionQuery { k: 10, candidates: 64, ..Default::default() },
+            RegionQuery { k: 10, candidates: 256, ..Default::default() },
             RegionQuery { k: 10, candidates: n_db, ranking: RegionRanking::Match, ..Default::default() },
         ];
         let mut scored: Vec<Scored> = Vec::new();
         for (i, v) in variants.iter().enumerate() {
             let (t, e0) = (Instant::now(), embed_s.get());
             let hits = collection.search_region(crop.size(), &mut embed, v)?;
-            if i == 0 {
+            if i == 1 {
                 pixdex_s += t.elapsed().as_secs_f64() - (embed_s.get() - e0);
             }
             scored.push(Scored { ranked: hits.iter().map(|h| (h.id, h.bbox)).collect() });
         }
         // Brute force over every full-precision grid.
         let (w, h) = crop.size();
-        let mut padded_cache: HashMap<(usize, usize), PatchGrid> = HashMap::new();
-        for (variant, refs) in [(0, &references[0]), (1, &references[1]), (2, &references[1]), (3, &references[1])] {
+        for (variant, refs) in [(0, &references[0]), (1, &references[1]), (2, &references[1])] {
             let mu: &[f32] = if variant == 0 { reduction.mean() } else { &mu_all };
             let (t, e0) = (Instant::now(), embed_s.get());
             let mut all: Vec<(f32, ImageId, PixelBox)> = Vec::new();
             for (id, frame, grid) in refs {
                 let mut best: Option<(f32, pixdex_core::TemplateMatch)> = None;
                 for size in query_grid_sizes(cells_per_px(frame, grid.rows, grid.cols), grid.rows, grid.cols, w, h) {
-                    let full = if variant == 3 {
-                        match padded_cache.get(&size) {
-                            Some(g) => g.clone(),
-                            None => {
-                                let g = padded_embed(&encoder, &q.image, size.0, size.1)?;
-                                padded_cache.insert(size, g.clone());
-                                g
-                            }
-                        }
-                    } else {
-                        embed(size.0, size.1)?
-                    };
+                    let full = embed(size.0, size.1)?;
                     let qg = centred(&full, mu);
                     if let Some(m) = match_template(&qg, grid) {
                         let key = if variant == 2 { m.score - m.background } else { m.score };
@@ -392,6 +398,35 @@ fn main() -> anyhow::Result<()> {
             if variant == 0 {
                 brute_s += t.elapsed().as_secs_f64() - (embed_s.get() - e0);
             }
+            scored.push(Scored { ranked: all.iter().take(10).map(|(_, id, b)| (*id, *b)).collect() });
+        }
+        let mut layer_cache: HashMap<(usize, usize), Vec<PatchGrid>> = HashMap::new();
+        for (l, (mu, refs)) in layer_refs.iter().enumerate() {
+            let mut all: Vec<(f32, ImageId, PixelBox)> = Vec::new();
+            for (id, frame, grid) in refs {
+                let mut best: Option<pixdex_core::TemplateMatch> = None;
+                for size in query_grid_sizes(cells_per_px(frame, grid.rows, grid.cols), grid.rows, grid.cols, w, h) {
+                    if !layer_cache.contains_key(&size) {
+                        let input = encoder.prepare_grid(&q.image, size.0, size.1)?;
+                        let grids = encoder.embed_grids_at_layers(&[input], &layers)?;
+                        layer_cache.insert(size, grids.into_iter().map(|mut g| g.remove(0)).collect());
+                    }
+                    let qg = centred(&layer_cache[&size][l], mu);
+                    if let Some(m) = match_template(&qg, grid)
+                        && best.is_none_or(|b| m.score > b.score)
+                    {
+                        best = Some(m);
+                    }
+                }
+                if let Some(m) = best {
+                    all.push((
+                        m.score,
+                        *id,
+                        frame.box_to_stored(frame.cells_to_upright(grid.rows, grid.cols, m.cells)),
+                    ));
+                }
+            }
+            all.sort_by(|a, b| b.0.total_cmp(&a.0));
             scored.push(Scored { ranked: all.iter().take(10).map(|(_, id, b)| (*id, *b)).collect() });
         }
         let kind = if q.kind == Kind::Crop { "crop" } else { "pasted" };

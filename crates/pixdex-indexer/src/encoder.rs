@@ -135,6 +135,27 @@ impl PixioEncoder {
         Ok(grids.into_iter().map(|values| PatchGrid { rows, cols, dim, values }).collect())
     }
 
+    /// Patch grids of inputs of one size at several depths: for each of `layers` (block outputs,
+    /// see [`PixioModel::layer_patch_grid`]), one grid per input. For measuring which depth
+    /// matches regions best.
+    pub fn embed_grids_at_layers(&self, inputs: &[Tensor], layers: &[usize]) -> pixio::Result<Vec<Vec<PatchGrid>>> {
+        let out = self.model.forward_with_hidden_states(&Tensor::stack(inputs, 0)?)?;
+        layers
+            .iter()
+            .map(|&layer| {
+                let grid = self.model.layer_patch_grid(&out, layer)?.to_dtype(DType::F32)?;
+                let (_, rows, cols, dim) = grid.dims4()?;
+                let grids = grid.flatten_from(1)?.to_vec2::<f32>()?;
+                Ok(grids.into_iter().map(|values| PatchGrid { rows, cols, dim, values }).collect())
+            })
+            .collect()
+    }
+
+    /// Number of transformer blocks.
+    pub fn layers(&self) -> usize {
+        self.model.config().num_hidden_layers
+    }
+
     /// Global vectors and patch grids for inputs of one size; an image whose embedding is
     /// degenerate (zero or not finite) gets its own error without failing the others.
     pub fn embed(&self, inputs: &[Tensor]) -> pixio::Result<Vec<pixio::Result<(UnitVector, PatchGrid)>>> {

@@ -494,6 +494,21 @@ impl PixioModel {
         Ok(PixioOutput { last_hidden_state, pooler_output, hidden_states: hidden, grid, n_cls_tokens: ncls })
     }
 
+    /// The patch tokens of block `layer`'s output (`0` = the embeddings, `L` = the last block)
+    /// with the final LayerNorm applied, as `[B, gh, gw, H]`: the last layer's are
+    /// [`PixioOutput::patch_grid`]. Needs [`Self::forward_with_hidden_states`]'s output.
+    pub fn layer_patch_grid(&self, out: &PixioOutput, layer: usize) -> Result<Tensor> {
+        let hidden = out
+            .hidden_states
+            .as_ref()
+            .and_then(|h| h.get(layer))
+            .ok_or_else(|| Error::Input(format!("no hidden state {layer} (run forward_with_hidden_states)")))?;
+        let normed = self.layernorm.forward(hidden)?;
+        let (b, t, h) = normed.dims3()?;
+        let patches = normed.narrow(1, out.n_cls_tokens, t - out.n_cls_tokens)?;
+        Ok(patches.reshape((b, out.grid.0, out.grid.1, h))?)
+    }
+
     /// Checks the input shape and returns its patch grid.
     fn input_grid(&self, pixel_values: &Tensor) -> Result<(usize, usize)> {
         let dims = pixel_values.dims();
