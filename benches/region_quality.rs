@@ -79,6 +79,9 @@ fn random_box(rng: &mut StdRng, w: u32, h: u32) -> (u32, u32, u32, u32) {
     }
 }
 
+/// Full-precision region grids of the library: image, frame, centred tokens.
+type Refs = Vec<(ImageId, pixdex_core::RegionFrame, PatchGrid)>;
+
 struct Scored {
     ranked: Vec<(ImageId, PixelBox)>,
 }
@@ -254,7 +257,7 @@ fn main() -> anyhow::Result<()> {
                 PatchGrid { rows, cols, dim: values.len() / (rows * cols), values }
             }
             _ => {
-                let g = encoder.embed_grids(&[input])?.pop().ok_or_else(|| anyhow::anyhow!("no grid"))?;
+                let g = encoder.embed_region_grids(&[input])?.pop().ok_or_else(|| anyhow::anyhow!("no grid"))?;
                 let mut bytes = Vec::with_capacity(8 + 4 * g.values.len());
                 bytes.extend_from_slice(&(g.rows as u32).to_le_bytes());
                 bytes.extend_from_slice(&(g.cols as u32).to_le_bytes());
@@ -290,7 +293,7 @@ fn main() -> anyhow::Result<()> {
         .map(|l| l.split(',').map(|x| x.trim().parse()).collect::<Result<_, _>>())
         .transpose()?
         .unwrap_or_default();
-    let mut layer_refs: Vec<(Vec<f32>, Vec<(ImageId, pixdex_core::RegionFrame, PatchGrid)>)> = Vec::new();
+    let mut layer_refs: Vec<(Vec<f32>, Refs)> = Vec::new();
     if !layers.is_empty() {
         let mut per_layer: Vec<Vec<(ImageId, pixdex_core::RegionFrame, PatchGrid)>> = vec![Vec::new(); layers.len()];
         for (rel, &id) in &ids {
@@ -406,12 +409,15 @@ fn main() -> anyhow::Result<()> {
             for (id, frame, grid) in refs {
                 let mut best: Option<pixdex_core::TemplateMatch> = None;
                 for size in query_grid_sizes(cells_per_px(frame, grid.rows, grid.cols), grid.rows, grid.cols, w, h) {
-                    if !layer_cache.contains_key(&size) {
-                        let input = encoder.prepare_grid(&q.image, size.0, size.1)?;
-                        let grids = encoder.embed_grids_at_layers(&[input], &layers)?;
-                        layer_cache.insert(size, grids.into_iter().map(|mut g| g.remove(0)).collect());
-                    }
-                    let qg = centred(&layer_cache[&size][l], mu);
+                    let grids = match layer_cache.entry(size) {
+                        std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                        std::collections::hash_map::Entry::Vacant(e) => {
+                            let input = encoder.prepare_grid(&q.image, size.0, size.1)?;
+                            let grids = encoder.embed_grids_at_layers(&[input], &layers)?;
+                            e.insert(grids.into_iter().map(|mut g| g.remove(0)).collect())
+                        }
+                    };
+                    let qg = centred(&grids[l], mu);
                     if let Some(m) = match_template(&qg, grid)
                         && best.is_none_or(|b| m.score > b.score)
                     {

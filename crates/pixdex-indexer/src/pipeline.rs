@@ -470,7 +470,7 @@ fn fit_region_reduction(
     for file in files.iter().step_by(step) {
         let Ok(decoded) = crate::decode::decode_path(&file.path, options.decode_limits) else { continue };
         let Ok((input, _)) = encoder.prepare_region(&decoded.image, decoded.orientation) else { continue };
-        grids.extend(encoder.embed_grids(&[input])?);
+        grids.extend(encoder.embed_region_grids(&[input])?);
     }
     if !grids.is_empty() {
         collection.ensure_region_reduction(&grids.iter().collect::<Vec<_>>())?;
@@ -491,7 +491,7 @@ fn embed_regions(
         let group: Vec<(PathBuf, (Tensor, RegionFrame))> =
             paths.into_iter().filter_map(|p| inputs.remove_entry(&p)).collect();
         let tensors: Vec<Tensor> = group.iter().map(|(_, (t, _))| t.clone()).collect();
-        for ((path, (_, frame)), tokens) in group.into_iter().zip(encoder.embed_grids(&tensors)?) {
+        for ((path, (_, frame)), tokens) in group.into_iter().zip(encoder.embed_region_grids(&tensors)?) {
             out.insert(path, RegionGrid { frame, tokens });
         }
     }

@@ -49,7 +49,10 @@ impl RegionCrop {
     /// The region's full-precision patch grid at `rows × cols` patches.
     pub fn embed(&self, encoder: &PixioEncoder, rows: usize, cols: usize) -> Result<PatchGrid> {
         let input = encoder.prepare_grid(&self.image, rows, cols)?;
-        encoder.embed_grids(&[input])?.pop().ok_or_else(|| Error::Encoder(pixio::Error::Input("no output".into())))
+        encoder
+            .embed_region_grids(&[input])?
+            .pop()
+            .ok_or_else(|| Error::Encoder(pixio::Error::Input("no output".into())))
     }
 }
 

@@ -20,6 +20,8 @@ use crate::status::ServiceError;
 struct Pending {
     /// One preprocessed image, or an image with its dedup views.
     input: Vec<Tensor>,
+    /// A region input: answered with its region grid as `patches`.
+    region: bool,
     reply: oneshot::Sender<Result<ImageEmbedding, ServiceError>>,
 }
 
@@ -52,8 +54,18 @@ impl QueryBatcher {
     /// Embeds one preprocessed image (`[3, H, W]`, or the three views of
     /// [`PixioEncoder::prepare_views`]), sharing a forward pass with concurrent calls.
     pub(crate) async fn embed(&self, input: Vec<Tensor>) -> Result<ImageEmbedding, ServiceError> {
+        self.send(input, false).await
+    }
+
+    /// Embeds one region input ([`PixioEncoder::prepare_region`] or `prepare_grid`): the
+    /// answer's `patches` is its region grid ([`PixioEncoder::embed_region_grids`]).
+    pub(crate) async fn embed_region(&self, input: Tensor) -> Result<ImageEmbedding, ServiceError> {
+        self.send(vec![input], true).await
+    }
+
+    async fn send(&self, input: Vec<Tensor>, region: bool) -> Result<ImageEmbedding, ServiceError> {
         let (reply, answer) = oneshot::channel();
-        match self.tx.try_send(Pending { input, reply }) {
+        match self.tx.try_send(Pending { input, region, reply }) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
                 return Err(ServiceError::Unavailable("too many queries waiting for the encoder; retry".into()));
@@ -85,8 +97,10 @@ fn run(encoder: &PixioEncoder, rx: &Receiver<Pending>, config: BatchingConfig, c
         // this keeps it correct if that ever changes).
         while !batch.is_empty() {
             let dims = batch[0].input.first().map(|t| t.dims().to_vec()).unwrap_or_default();
-            let (same, rest): (Vec<Pending>, Vec<Pending>) =
-                batch.into_iter().partition(|p| p.input.first().is_some_and(|t| t.dims() == dims));
+            let region = batch[0].region;
+            let (same, rest): (Vec<Pending>, Vec<Pending>) = batch
+                .into_iter()
+                .partition(|p| p.region == region && p.input.first().is_some_and(|t| t.dims() == dims));
             batch = rest;
             embed_group(encoder, same, counters);
         }
@@ -94,9 +108,14 @@ fn run(encoder: &PixioEncoder, rx: &Receiver<Pending>, config: BatchingConfig, c
 }
 
 fn embed_group(encoder: &PixioEncoder, group: Vec<Pending>, counters: &BatcherCounters) {
-    let inputs: Vec<Vec<Tensor>> = group.iter().map(|p| p.input.clone()).collect();
     let started = Instant::now();
-    let results = encoder.embed_images(&inputs);
+    let results = if group.first().is_some_and(|p| p.region) {
+        let inputs: Vec<Tensor> = group.iter().flat_map(|p| p.input.iter().cloned()).collect();
+        encoder.embed_region_images(&inputs)
+    } else {
+        let inputs: Vec<Vec<Tensor>> = group.iter().map(|p| p.input.clone()).collect();
+        encoder.embed_images(&inputs)
+    };
     counters.forward_passes.fetch_add(1, Ordering::Relaxed);
     counters.embeddings.fetch_add(group.len() as u64, Ordering::Relaxed);
     tracing::debug!(batch = group.len(), ms = started.elapsed().as_millis() as u64, "query forward pass");

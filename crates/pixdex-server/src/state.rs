@@ -124,7 +124,7 @@ impl AppState {
         let region = match region {
             // The region input goes through the batcher alone; its patch grid is the region grid.
             Some((tensor, frame)) => {
-                Some(RegionGrid { frame, tokens: model.batcher.embed(vec![tensor]).await?.patches })
+                Some(RegionGrid { frame, tokens: model.batcher.embed_region(tensor).await?.patches })
             }
             None => None,
         };

@@ -128,7 +128,7 @@ pub(crate) async fn region_search(
             let input = model.encoder.prepare_grid(&crop.image, rows, cols)?;
             // A blocking-pool thread may wait on the async batcher; the forward pass is shared with
             // concurrent queries of the same grid size.
-            Ok(runtime.block_on(model.batcher.embed(vec![input]))?.patches)
+            Ok(runtime.block_on(model.batcher.embed_region(input))?.patches)
         };
         collection.search_region(crop.size(), &mut embed, &query)
     })
