@@ -11,7 +11,7 @@
 //!   not in the library, so the composite is the only match.
 //!
 //! The library is indexed with the real pipeline and the real-weights ViT-S/14. Methods:
-//! * **pixdex**: `Collection::search_region` as served (inverted-file vote, rerank of the top 128
+//! * **pixdex**: `Collection::search_region` as served (inverted-file vote, rerank of the top 256
 //!   candidates on PCA-128 int8 grids, ranked by the match score);
 //! * pixdex with the other rankings (fused with the vote, contrast), more candidates, and
 //!   reranking every image (no candidate stage);
@@ -325,11 +325,11 @@ fn main() -> anyhow::Result<()> {
         layers.iter().map(|l| format!("brute force, full precision, block {l} tokens, match")).collect();
     let mut methods = vec![
         "pixdex, fused (vote + match)",
-        "pixdex (default: vote → top 128 → PCA-128 int8, match)",
+        "pixdex (default: vote → top 256 → PCA-128 int8, match)",
         "pixdex, contrast",
         "pixdex, fused (vote + contrast)",
         "pixdex, top 64 candidates",
-        "pixdex, top 256 candidates",
+        "pixdex, top 128 candidates",
         "pixdex, rerank all (no vote), match",
         "brute force, full precision, match",
         "brute force, full precision, mu of all, match",
@@ -363,7 +363,7 @@ fn main() -> anyhow::Result<()> {
             RegionQuery { k: 10, ranking: RegionRanking::Contrast, ..Default::default() },
             RegionQuery { k: 10, ranking: RegionRanking::FusedContrast, ..Default::default() },
             RegionQuery { k: 10, candidates: 64, ..Default::default() },
-            RegionQuery { k: 10, candidates: 256, ..Default::default() },
+            RegionQuery { k: 10, candidates: 128, ..Default::default() },
             RegionQuery { k: 10, candidates: n_db, ranking: RegionRanking::Match, ..Default::default() },
         ];
         let mut scored: Vec<Scored> = Vec::new();

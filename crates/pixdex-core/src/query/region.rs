@@ -20,9 +20,11 @@ use crate::query::similar::MAX_K;
 use crate::region::{PixelBox, RegionFrame, decode_region};
 use crate::schema;
 
-/// Candidates reranked per query by default: on the dev region benchmark 128 find more than 64
-/// (hit@10 0.56 against 0.45) and as many as 256 or all.
-pub const DEFAULT_REGION_CANDIDATES: usize = 128;
+/// Candidates reranked per query by default. On the dev region benchmark (294 images) the vote
+/// puts the true image within 64 for hit@10 0.81, 128 for 0.89 and 256 for 0.94, against 0.95
+/// reranking all; a rerank costs about 1.5 ms per candidate, far less than the query's own
+/// embeddings.
+pub const DEFAULT_REGION_CANDIDATES: usize = 256;
 
 /// Most candidates a query may ask to rerank.
 pub const MAX_REGION_CANDIDATES: usize = 2000;
