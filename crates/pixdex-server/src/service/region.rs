@@ -38,9 +38,9 @@ impl Drop for CancelOnDrop {
 }
 
 /// Most patches a query embedding may have, against a largest stored grid of
-/// `(REGION_LONG_SIDE / patch + 1)²`: the search sizes a thin region's first embedding by its
-/// short side, so a 1-pixel-wide box along a tall image would otherwise ask for a grid with
-/// tens of thousands of patches (a forward pass that exhausts memory).
+/// `(REGION_LONG_SIDE / patch + 1)²`: a guard in depth on the grid sizes the search asks for
+/// (the search itself bounds them: the vote grid to 48 cells a side, rerank grids to one cell
+/// more than the stored grid), because a huge grid would be a forward pass that exhausts memory.
 fn max_query_patches(patch: usize) -> usize {
     let side = REGION_LONG_SIDE / patch.max(1) + 1;
     4 * side * side
