@@ -52,11 +52,12 @@ use pixdex_benches::csv_fields;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Weights of the geometry in the linear rule `similarity + w · geometry >= c`.
-const WEIGHTS: [f32; 7] = [0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5];
+const WEIGHTS: [f32; 10] = [0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.75, 1.0];
 /// Cuts `c` of the linear rule.
-const LINEAR_CUTS: [f32; 29] = [
+const LINEAR_CUTS: [f32; 37] = [
     0.96, 0.9625, 0.965, 0.9675, 0.97, 0.9725, 0.975, 0.9775, 0.98, 0.9825, 0.985, 0.9875, 0.99, 0.9925, 0.995, 0.9975,
-    1.0, 1.0025, 1.005, 1.0075, 1.01, 1.0125, 1.015, 1.0175, 1.02, 1.025, 1.03, 1.035, 1.04,
+    1.0, 1.0025, 1.005, 1.0075, 1.01, 1.0125, 1.015, 1.0175, 1.02, 1.025, 1.03, 1.035, 1.04, 1.05, 1.06, 1.07, 1.08,
+    1.1, 1.125, 1.15, 1.2,
 ];
 
 /// Seed A chooses the thresholds; seed B checks them.
@@ -719,8 +720,9 @@ fn main() -> anyhow::Result<()> {
         .chain([9950, 10_100])
         .map(|t| t as f32 / 10_000.0)
         .collect();
-    let geometries: Vec<f32> =
-        [4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 16, 18, 20, 25].map(|g| g as f32 / 100.0).to_vec();
+    let geometries: Vec<f32> = [4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 16, 18, 20, 25, 30, 35, 40, 45, 50, 60]
+        .map(|g| g as f32 / 100.0)
+        .to_vec();
     let hammings: Vec<u32> = (0..=20).collect();
     let k: usize = arg("--neighbours").map(|s| s.parse()).transpose()?.unwrap_or(DedupOptions::default().neighbours);
     let mut results = Vec::new();
@@ -989,10 +991,11 @@ fn main() -> anyhow::Result<()> {
     }
     for (lib, r) in libs.iter().zip(&results).skip(2) {
         println!(
-            "\nseed {} (held out too): pixdex defaults {}; views + verification tuned on A {}; views only {}; plain cosine {}; pHash <= {} {}",
+            "\nseed {} (held out too): pixdex defaults {}; views + verification tuned on A {}; linear rule tuned on A {}; views only {}; plain cosine {}; pHash <= {} {}",
             lib.name,
             fmt(&r.default_run.0).replace(" | ", " / "),
             fmt(&r.verified[bg][bt].0).replace(" | ", " / "),
+            fmt(&r.linear[lw][lc]).replace(" | ", " / "),
             fmt(&r.views_star[vi].0).replace(" | ", " / "),
             fmt(&r.plain_star[pi].0).replace(" | ", " / "),
             hammings[phi],

@@ -19,10 +19,10 @@ pub use collection::{
 };
 pub use error::{Error, Result};
 pub use query::{
-    DEFAULT_KEEPER_RULE, DEFAULT_MIN_GEOMETRY, DEFAULT_NEAR_THRESHOLD, DEFAULT_REGION_CANDIDATES, DEFAULT_VERIFY_FROM,
-    DedupOptions, DedupPhase, DedupProgress, DuplicateGroup, DuplicateKind, DuplicateMember, DuplicatesOf,
-    KeeperCriterion, MAX_K, MAX_REGION_CANDIDATES, RegionHit, RegionQuery, RegionRanking, SimilarHit, SimilarQuery,
-    TemplateMatch, cells_per_px, match_template, query_grid_sizes,
+    BACKGROUND_WEIGHT, DEFAULT_KEEPER_RULE, DEFAULT_MIN_GEOMETRY, DEFAULT_NEAR_THRESHOLD, DEFAULT_REGION_CANDIDATES,
+    DEFAULT_VERIFY_FROM, DedupOptions, DedupPhase, DedupProgress, DuplicateGroup, DuplicateKind, DuplicateMember,
+    DuplicatesOf, KeeperCriterion, MAX_K, MAX_REGION_CANDIDATES, RegionHit, RegionQuery, RegionRanking, SimilarHit,
+    SimilarQuery, TemplateMatch, cells_per_px, match_template, query_grid_sizes,
 };
 pub use region::{
     PixelBox, REGION_DIM, RegionFrame, RegionGrid, RegionReduction, encoded_region_len, region_grid_shape,

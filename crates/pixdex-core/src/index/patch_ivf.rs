@@ -6,11 +6,16 @@
 //! A query token votes for every posting in its `nprobe` nearest lists, weighted by its
 //! similarity to the centroid and by the list's rarity (idf), into the bin (image, Δrow, Δcol):
 //! tokens of the right image agree on one offset, look-alike textures scatter.
+//!
+//! Offsets only agree when the query grid has the object's scale in the image, so postings are
+//! kept apart by the image's scale group (a step of a 2^(1/6) ladder of grid cells per pixel),
+//! and a query votes in each group with its grid at that group's scale. A library from one
+//! camera has one or two groups.
 //! The index is derived from sled's `regions` tree, built on the first region query, caught up
 //! with new images as the collection grows, and rebuilt when it drifts too far from what it
 //! was trained on.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::codec::PatchGrid;
@@ -27,6 +32,7 @@ pub(crate) fn list_count(tokens: usize) -> usize {
     ((tokens as f64).sqrt().round() as usize).clamp(64, 4096)
 }
 
+#[derive(Default)]
 struct PostingList {
     slots: Vec<u32>,
     cells: Vec<u16>,
@@ -39,13 +45,18 @@ pub(crate) struct IvfImage {
     pub(crate) cols: u16,
     /// Grid cells per upright pixel (geometric mean of both axes): the image's scale.
     pub(crate) cells_per_px: f32,
+    /// The scale group its postings are kept in.
+    pub(crate) group: i32,
 }
 
 /// The inverted file.
 pub(crate) struct PatchIvf {
     dim: usize,
     centroids: Vec<f32>,
-    lists: Vec<PostingList>,
+    /// Postings per scale group, one list per centroid.
+    groups: BTreeMap<i32, Vec<PostingList>>,
+    /// Postings per centroid over all groups (for the idf).
+    list_sizes: Vec<u32>,
     pub(crate) images: Vec<IvfImage>,
     tokens: usize,
     trained_on: usize,
@@ -84,11 +95,12 @@ impl PatchIvf {
             }
             normalise_rows(&mut centroids, dim);
         }
-        let lists = (0..centroids.len() / dim).map(|_| PostingList { slots: Vec::new(), cells: Vec::new() }).collect();
+        let list_sizes = vec![0; centroids.len() / dim];
         Self {
             dim,
             centroids,
-            lists,
+            groups: BTreeMap::new(),
+            list_sizes,
             images: Vec::new(),
             tokens: 0,
             trained_on: total_tokens,
@@ -116,19 +128,29 @@ impl PatchIvf {
     /// Indexes one image's reduced grid.
     pub(crate) fn add(&mut self, image: IvfImage, grid: &PatchGrid) {
         let slot = self.images.len() as u32;
+        let n_lists = self.list_sizes.len();
+        let lists =
+            self.groups.entry(image.group).or_insert_with(|| (0..n_lists).map(|_| PostingList::default()).collect());
         for (cell, c) in nearest(&grid.values, &self.centroids, self.dim).into_iter().enumerate() {
-            self.lists[c].slots.push(slot);
-            self.lists[c].cells.push(cell as u16);
+            lists[c].slots.push(slot);
+            lists[c].cells.push(cell as u16);
+            self.list_sizes[c] += 1;
         }
         self.tokens += grid.rows * grid.cols;
         self.max_id = self.max_id.max(image.id);
         self.images.push(image);
     }
 
-    /// Hough votes for `query` (reduced, unit tokens): each image's best 3×3-smoothed offset
-    /// bin, best first.
-    pub(crate) fn vote(&self, query: &PatchGrid, nprobe: usize) -> Vec<(usize, f32)> {
-        let n_lists = self.lists.len();
+    /// The scale groups that hold images.
+    pub(crate) fn groups(&self) -> Vec<i32> {
+        self.groups.keys().copied().collect()
+    }
+
+    /// Hough votes for `query` (reduced, unit tokens) among the images of scale `group`: each
+    /// image's best 3×3-smoothed offset bin, best first.
+    pub(crate) fn vote(&self, query: &PatchGrid, group: i32, nprobe: usize) -> Vec<(usize, f32)> {
+        let Some(lists) = self.groups.get(&group) else { return Vec::new() };
+        let n_lists = self.list_sizes.len();
         let sims = matmul_nt(&query.values, &self.centroids, self.dim);
         let total = self.tokens.max(1) as f32;
         let mut bins: HashMap<u64, f32, BuildHasherDefault<MixHasher>> = HashMap::default();
@@ -138,11 +160,11 @@ impl PatchIvf {
             let probe = nprobe.min(n_lists);
             order.select_nth_unstable_by(probe - 1, |&a, &b| row[b].total_cmp(&row[a]));
             for &c in &order[..probe] {
-                let list = &self.lists[c];
+                let list = &lists[c];
                 if list.slots.is_empty() || row[c] <= 0.0 {
                     continue;
                 }
-                let w = row[c] * (total / list.slots.len() as f32).ln().max(0.0);
+                let w = row[c] * (total / self.list_sizes[c] as f32).ln().max(0.0);
                 for (&slot, &cell) in list.slots.iter().zip(&list.cells) {
                     let cols = self.images[slot as usize].cols as i32;
                     let (r, col) = (cell as i32 / cols, cell as i32 % cols);
@@ -272,13 +294,17 @@ mod tests {
         let sample: Vec<f32> = images.iter().flat_map(|g| g.values.iter().copied()).collect();
         let mut ivf = PatchIvf::train(&sample, dim, 40, sample.len() / dim);
         for (i, g) in images.iter().enumerate() {
-            ivf.add(IvfImage { id: i as u64 + 1, cols: 10, cells_per_px: 0.05 }, g);
+            ivf.add(IvfImage { id: i as u64 + 1, cols: 10, cells_per_px: 0.05, group: (i % 2) as i32 }, g);
         }
         assert_eq!(ivf.tokens(), 800);
         let query = grid(3, 4, &p, block);
-        let votes = ivf.vote(&query, 2);
+        assert_eq!(ivf.groups(), vec![0, 1]);
+        let votes = ivf.vote(&query, 0, 2);
         assert_eq!(votes[0].0, 6, "{votes:?}");
         assert!(votes[0].1 > 2.0 * votes[1].1, "{votes:?}");
+        // The other group holds only the odd images.
+        let odd = ivf.vote(&query, 1, 2);
+        assert!(!odd.is_empty() && odd.iter().all(|&(slot, _)| slot % 2 == 1), "{odd:?}");
     }
 
     #[test]

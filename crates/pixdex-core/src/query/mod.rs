@@ -10,7 +10,7 @@ pub use dedup::{
     DedupProgress, DuplicateGroup, DuplicateKind, DuplicateMember, DuplicatesOf, KeeperCriterion,
 };
 pub use region::{
-    DEFAULT_REGION_CANDIDATES, MAX_REGION_CANDIDATES, RegionHit, RegionQuery, RegionRanking, TemplateMatch,
-    cells_per_px, match_template, query_grid_sizes,
+    BACKGROUND_WEIGHT, DEFAULT_REGION_CANDIDATES, MAX_REGION_CANDIDATES, RegionHit, RegionQuery, RegionRanking,
+    TemplateMatch, cells_per_px, match_template, query_grid_sizes,
 };
 pub use similar::{MAX_K, SimilarHit, SimilarQuery};

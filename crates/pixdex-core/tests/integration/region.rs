@@ -126,3 +126,49 @@ fn bad_queries_and_collections_without_grids_are_refused() {
         Error::InvalidQuery(_)
     ));
 }
+
+/// Unit tokens `normalise(base_i + noise · e_i)`, with `e_i` random.
+fn blend(base: &PatchGrid, noise_weight: f32, seed: u64) -> PatchGrid {
+    let e = noise(seed, base.rows, base.cols);
+    let mut values: Vec<f32> = base.values.iter().zip(&e.values).map(|(b, n)| b + noise_weight * n).collect();
+    for t in values.chunks_exact_mut(DIM) {
+        let norm = t.iter().map(|v| v * v).sum::<f32>().sqrt();
+        t.iter_mut().for_each(|v| *v /= norm);
+    }
+    PatchGrid { values, ..*base }
+}
+
+#[test]
+fn an_image_that_looks_like_the_crop_everywhere_ranks_below_the_one_that_holds_it() {
+    // The crop is mostly one generic token (think sky) with some detail of its own. One image is
+    // that generic token everywhere; another holds a worn copy of the crop in unrelated
+    // surroundings. The peak alone prefers the first; the default ranking, which takes a quarter
+    // of each image's background off its peak, prefers the second.
+    let dir = tempfile::tempdir().unwrap();
+    let c = Collection::open_or_create(dir.path(), &config(DIM)).unwrap();
+    let frame = RegionFrame { width: 320, height: 240, orientation: 1 };
+    let generic = noise(1, 1, 1).values;
+    let flat = PatchGrid { rows: 12, cols: 16, dim: DIM, values: generic.repeat(12 * 16) };
+    let block = blend(&PatchGrid { rows: 3, cols: 5, dim: DIM, values: generic.repeat(15) }, 0.6, 2);
+    let mut holder = noise(100, 12, 16);
+    paste(&mut holder, &blend(&block, 0.7, 3), 5, 6);
+    let mut images: Vec<_> = (0..6)
+        .map(|i| with_region(&format!("/lib/other{i}.jpg"), i as u8 + 1, noise(200 + i, 12, 16), frame))
+        .collect();
+    images.push(with_region("/lib/flat.jpg", 40, flat, frame));
+    images.push(with_region("/lib/holder.jpg", 50, holder, frame));
+    let ids = c.commit(images, &[]).unwrap();
+    let (flat_id, holder_id) = (ids[6], ids[7]);
+
+    let peak = RegionQuery { ranking: pixdex_core::RegionRanking::Match, ..Default::default() };
+    let by_peak = c.search_region((100, 60), &mut query_for(&block), &peak).unwrap();
+    assert_eq!(by_peak[0].id, flat_id, "the premise: {by_peak:?}");
+    let hits = c.search_region((100, 60), &mut query_for(&block), &RegionQuery::default()).unwrap();
+    assert_eq!(hits[0].id, holder_id, "{hits:?}");
+    assert!(hits[0].bbox.iou(&PixelBox { x: 120.0, y: 100.0, w: 100.0, h: 60.0 }) > 0.8, "{:?}", hits[0].bbox);
+    // The score is the peak less a quarter of the background, and orders the results.
+    for h in &hits {
+        assert!((h.score - (h.similarity - pixdex_core::BACKGROUND_WEIGHT * h.background)).abs() < 1e-6, "{h:?}");
+    }
+    assert!(hits.windows(2).all(|w| w[0].score >= w[1].score));
+}
