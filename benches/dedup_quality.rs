@@ -659,15 +659,7 @@ fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let arg = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
     let originals: usize = arg("--originals").map(|s| s.parse()).transpose()?.unwrap_or(60);
-    let shared = std::env::var_os("PIXDEX_SHARED_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared"));
-    let photos = shared.join("data/photos");
-    let model = shared.join("data/models/pixio-s14-real");
-    if !model.is_dir() || !photos.join("manifest.csv").is_file() {
-        eprintln!("NOTE: no {} or {}; nothing to measure", model.display(), photos.display());
-        return Ok(());
-    }
+    let Some((photos, model)) = pixdex_benches::shared_photos_and_model() else { return Ok(()) };
     let started = Instant::now();
     let tmp = tempfile::tempdir()?;
     let base = match arg("--keep") {

@@ -95,10 +95,7 @@ fn main() -> anyhow::Result<()> {
     let only = arg(&args, "--only");
     let python =
         arg(&args, "--python").or_else(|| std::env::var("PIXDEX_REF_PYTHON").ok()).unwrap_or_else(|| "python3".into());
-    let shared = std::env::var_os("PIXDEX_SHARED_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared"));
-    let s14 = shared.join("data/models/pixio-s14-real");
+    let s14 = pixdex_benches::shared_dir().join("data/models/pixio-s14-real");
     let mut cases = Vec::new();
     if s14.join("model.safetensors").is_file() {
         cases.push(Case { name: "s14", size: 224, model_dir: Some(s14) });

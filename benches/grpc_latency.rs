@@ -353,9 +353,7 @@ fn main() -> anyhow::Result<()> {
     let listener_nodelay = args.iter().any(|a| a == "--listener-nodelay");
     let images_at = |clients: usize| image_requests.unwrap_or((2 * clients).max(16));
 
-    let shared = std::env::var_os("PIXDEX_SHARED_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared"));
+    let shared = pixdex_benches::shared_dir();
     let model = match arg(&args, "--model") {
         Some(m) => PathBuf::from(m),
         None => {

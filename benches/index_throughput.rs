@@ -11,7 +11,6 @@ use pixdex_indexer::decode::{DecodeLimits, decode_path};
 use pixdex_indexer::encoder::PixioEncoder;
 use pixdex_indexer::pipeline::{IndexOptions, NoProgress, run_index_job};
 use pixio::{DType, Device, Tensor, WeightSource};
-use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
@@ -27,9 +26,7 @@ fn main() -> anyhow::Result<()> {
         .map(|s| s.parse())
         .transpose()?
         .unwrap_or(8);
-    let shared = std::env::var_os("PIXDEX_SHARED_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared"));
+    let shared = pixdex_benches::shared_dir();
     let photos = shared.join("data/photos");
     let model = shared.join("data/models/pixio-s14-real");
     if !model.is_dir() {

@@ -136,3 +136,23 @@ pub fn peak_rss_mib(reset: bool) -> f64 {
         .and_then(|kb| kb.parse::<f64>().ok())
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
+
+/// The shared dev data: `$PIXDEX_SHARED_DIR` (default `../shared` beside the workspace).
+pub fn shared_dir() -> std::path::PathBuf {
+    std::env::var_os("PIXDEX_SHARED_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared"))
+}
+
+/// The dev photos and the real-weights ViT-S/14 of the shared data, or `None` (with a note on
+/// stderr) where they are absent: the quality benches then have nothing to measure.
+pub fn shared_photos_and_model() -> Option<(std::path::PathBuf, std::path::PathBuf)> {
+    let shared = shared_dir();
+    let (photos, model) = (shared.join("data/photos"), shared.join("data/models/pixio-s14-real"));
+    if model.is_dir() && photos.join("manifest.csv").is_file() {
+        Some((photos, model))
+    } else {
+        eprintln!("NOTE: no {} or {}; nothing to measure", model.display(), photos.display());
+        None
+    }
+}

@@ -43,7 +43,7 @@ use rand::{Rng, SeedableRng};
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
@@ -131,15 +131,7 @@ fn main() -> anyhow::Result<()> {
     let arg = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
     let n_crops: usize = arg("--crops").map(|s| s.parse()).transpose()?.unwrap_or(40);
     let n_pasted: usize = arg("--pasted").map(|s| s.parse()).transpose()?.unwrap_or(40);
-    let shared = std::env::var_os("PIXDEX_SHARED_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared"));
-    let photos = shared.join("data/photos");
-    let model = shared.join("data/models/pixio-s14-real");
-    if !model.is_dir() || !photos.join("manifest.csv").is_file() {
-        eprintln!("NOTE: no {} or {}; nothing to measure", model.display(), photos.display());
-        return Ok(());
-    }
+    let Some((photos, model)) = pixdex_benches::shared_photos_and_model() else { return Ok(()) };
     let tmp = tempfile::tempdir()?;
     let base = match arg("--keep") {
         Some(dir) => {

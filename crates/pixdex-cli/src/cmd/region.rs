@@ -11,6 +11,7 @@ use serde::Serialize;
 use std::process::ExitCode;
 
 use crate::args::RegionArgs;
+use crate::cmd::print_results;
 use crate::cmd::search::open_for_query;
 use crate::remote;
 
@@ -37,24 +38,15 @@ struct Result_ {
     bbox: Box_,
 }
 
-#[derive(Serialize)]
-struct Output {
-    results: Vec<Result_>,
-}
-
 pub fn run(args: RegionArgs) -> anyhow::Result<ExitCode> {
     let results = match args.server.url() {
         Some(url) => remote::runtime()?.block_on(search_served(&args, &url))?,
         None => search_offline(&args)?,
     };
-    if args.json {
-        println!("{}", serde_json::to_string(&Output { results })?);
-    } else {
-        for r in &results {
-            let b = &r.bbox;
-            println!("{:.4}\t{}\t{:.0},{:.0},{:.0},{:.0}\t{}", r.score, r.id, b.x, b.y, b.w, b.h, r.path);
-        }
-    }
+    print_results(&results, args.json, |r| {
+        let b = &r.bbox;
+        format!("{:.4}\t{}\t{:.0},{:.0},{:.0},{:.0}\t{}", r.score, r.id, b.x, b.y, b.w, b.h, r.path)
+    })?;
     Ok(ExitCode::SUCCESS)
 }
 

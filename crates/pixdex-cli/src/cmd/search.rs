@@ -10,6 +10,7 @@ use serde::Serialize;
 use std::process::ExitCode;
 
 use crate::args::{DbArgs, ModelArgs, SearchArgs};
+use crate::cmd::print_results;
 use crate::remote;
 
 #[derive(Serialize)]
@@ -19,23 +20,12 @@ struct Result_ {
     score: f32,
 }
 
-#[derive(Serialize)]
-struct Output {
-    results: Vec<Result_>,
-}
-
 pub fn run(args: SearchArgs) -> anyhow::Result<ExitCode> {
     let results = match args.server.url() {
         Some(url) => remote::runtime()?.block_on(search_served(&args, &url))?,
         None => search_offline(&args)?,
     };
-    if args.json {
-        println!("{}", serde_json::to_string(&Output { results })?);
-    } else {
-        for r in &results {
-            println!("{:.4}\t{}\t{}", r.score, r.id, r.path);
-        }
-    }
+    print_results(&results, args.json, |r| format!("{:.4}\t{}\t{}", r.score, r.id, r.path))?;
     Ok(ExitCode::SUCCESS)
 }
 
