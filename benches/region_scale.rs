@@ -30,27 +30,27 @@ fn grid(rng: &mut impl Rng, words: &[UnitVector], rows: usize, cols: usize) -> P
         let noise = random_unit(rng, DIM);
         values.extend(w.as_slice().iter().zip(noise.as_slice()).map(|(a, b)| a + 0.6 * b));
     }
-    PatchGrid { rows, cols, dim: DIM, values }
+    PatchGrid::new(rows, cols, DIM, values).expect("rows × cols tokens")
 }
 
 fn resample(g: &PatchGrid, rows: usize, cols: usize) -> PatchGrid {
     let mut values = Vec::with_capacity(rows * cols * DIM);
     for r in 0..rows {
         for c in 0..cols {
-            let at = ((r * g.rows / rows) * g.cols + c * g.cols / cols) * DIM;
-            values.extend_from_slice(&g.values[at..at + DIM]);
+            let at = ((r * g.rows() / rows) * g.cols() + c * g.cols() / cols) * DIM;
+            values.extend_from_slice(&g.values()[at..at + DIM]);
         }
     }
-    PatchGrid { rows, cols, dim: DIM, values }
+    PatchGrid::new(rows, cols, DIM, values).expect("rows × cols tokens")
 }
 
 fn window(g: &PatchGrid, r0: usize, c0: usize, rows: usize, cols: usize) -> PatchGrid {
     let mut values = Vec::with_capacity(rows * cols * DIM);
     for r in r0..r0 + rows {
-        let at = (r * g.cols + c0) * DIM;
-        values.extend_from_slice(&g.values[at..at + cols * DIM]);
+        let at = (r * g.cols() + c0) * DIM;
+        values.extend_from_slice(&g.values()[at..at + cols * DIM]);
     }
-    PatchGrid { rows, cols, dim: DIM, values }
+    PatchGrid::new(rows, cols, DIM, values).expect("rows × cols tokens")
 }
 
 fn main() -> anyhow::Result<()> {
@@ -125,7 +125,7 @@ fn main() -> anyhow::Result<()> {
         // At other sizes, the block resampled (nearest cell): what an encoder gives at another
         // scale, roughly (the vote asks for a grid a little smaller than the block).
         let mut embed = |rows: usize, cols: usize| -> Result<PatchGrid, pixdex_core::Error> {
-            Ok(if (rows, cols) == (block.rows, block.cols) { block.clone() } else { resample(block, rows, cols) })
+            Ok(if (rows, cols) == (block.rows(), block.cols()) { block.clone() } else { resample(block, rows, cols) })
         };
         let t = Instant::now();
         let hits = c.search_region(crop, &mut embed, &RegionQuery { k: 10, ..Default::default() })?;
@@ -143,8 +143,8 @@ fn main() -> anyhow::Result<()> {
         let mut best = (f32::MIN, ImageId(0));
         for &id in &ids {
             let Some((frame, g)) = c.region_grid(id)? else { continue };
-            for size in query_grid_sizes(cells_per_px(&frame, g.rows, g.cols), g.rows, g.cols, crop.0, crop.1) {
-                if size != (q.rows, q.cols) {
+            for size in query_grid_sizes(cells_per_px(&frame, g.rows(), g.cols()), g.rows(), g.cols(), crop.0, crop.1) {
+                if size != (q.rows(), q.cols()) {
                     continue;
                 }
                 if let Some(m) = match_template(&q, &g)

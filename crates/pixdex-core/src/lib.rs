@@ -1,6 +1,22 @@
-//! The pixdex collection: a folder holding a sled database (the truth: image records, global
-//! vectors, reduced patch grids, metadata pinning the model) and an HNSW graph over the global
-//! vectors (derived, persisted beside it, caught up or rebuilt on open).
+//! The pixdex collection. This crate owns everything about a folder of images' embeddings once
+//! they are computed: the records and what a collection is pinned to (model fingerprint,
+//! embedding definition, dimension), the store (sled is the truth: one tree per kind of value,
+//! every index derived from it and rebuildable), the byte encodings of vectors and grids, the
+//! HNSW lifecycle over the global vectors, the region candidate index, and the queries (similar
+//! images, regions, duplicates). It knows nothing of gRPC, the CLI, or how images are found,
+//! decoded or embedded: callers bring vectors and grids, and a closure where a region query
+//! needs the crop embedded at a size.
+//!
+//! Modules:
+//! * `records`: [`ImageId`], [`ImageRecord`], [`CollectionConfig`], [`NewImage`], [`Hit`].
+//! * `vectors`: [`UnitVector`], [`PatchGrid`], [`DedupViews`].
+//! * `region_grid`: [`RegionGrid`], [`RegionFrame`], [`PixelBox`] (region data and box
+//!   arithmetic); `region_reduction`: [`RegionReduction`] (centred PCA of region tokens).
+//! * `codec`: [`PatchCodec`] and the stored region grid format; `schema`: tree names and keys.
+//! * `collection`: [`Collection`] (opening, locking, typed reads) and its write path.
+//! * `index`: the HNSW graph and its lifecycle, exact top-k, the region inverted file.
+//! * `query`: [`Collection::search_similar`], [`Collection::search_region`],
+//!   [`Collection::find_duplicates`] and [`Collection::duplicates_of`].
 #![deny(missing_docs)]
 
 mod codec;
@@ -9,21 +25,23 @@ mod error;
 mod index;
 mod linalg;
 mod query;
-mod region;
+mod records;
+mod region_grid;
+mod region_reduction;
 mod schema;
+mod vectors;
 
-pub use codec::{DedupViews, PatchCodec, PatchGrid, UnitVector};
-pub use collection::{
-    Collection, CollectionConfig, EXACT_SCAN_BELOW, Embedding, Hit, ImageId, ImageRecord, ImageStatus, NewImage,
-    SEARCH_EF,
-};
+pub use codec::{PatchCodec, encoded_region_len};
+pub use collection::Collection;
 pub use error::{Error, Result};
+pub use index::{EXACT_SCAN_BELOW, SEARCH_EF};
 pub use query::{
     BACKGROUND_WEIGHT, DEFAULT_KEEPER_RULE, DEFAULT_MIN_GEOMETRY, DEFAULT_NEAR_THRESHOLD, DEFAULT_REGION_CANDIDATES,
     DEFAULT_VERIFY_FROM, DedupOptions, DedupPhase, DedupProgress, DuplicateGroup, DuplicateKind, DuplicateMember,
-    DuplicatesOf, KeeperCriterion, MAX_K, MAX_REGION_CANDIDATES, RegionHit, RegionQuery, RegionRanking, SimilarHit,
-    SimilarQuery, TemplateMatch, cells_per_px, match_template, query_grid_sizes,
+    DuplicatesOf, KeeperCriterion, MAX_K, MAX_REGION_CANDIDATES, PairComparison, RegionHit, RegionQuery, RegionRanking,
+    SimilarHit, SimilarQuery, TemplateMatch, cells_per_px, match_template, query_grid_sizes,
 };
-pub use region::{
-    PixelBox, REGION_DIM, RegionFrame, RegionGrid, RegionReduction, encoded_region_len, region_grid_shape,
-};
+pub use records::{CollectionConfig, Embedding, Hit, ImageId, ImageRecord, ImageStatus, NewImage};
+pub use region_grid::{PixelBox, REGION_DIM, RegionFrame, RegionGrid, region_grid_shape};
+pub use region_reduction::RegionReduction;
+pub use vectors::{DedupViews, PatchGrid, UnitVector};

@@ -1,4 +1,5 @@
-//! The one dense kernel the patch-level queries share: `a · bᵀ` for row-major matrices.
+//! The dense kernels the patch-level code shares: `a · bᵀ` for row-major matrices, and
+//! normalising rows to unit length.
 
 /// `a · bᵀ` for `a` (m×k) and `b` (n×k), both row-major: row `i` of the m×n result holds the dot
 /// products of `a`'s row `i` with every row of `b`.
@@ -35,6 +36,16 @@ pub(crate) fn matmul_nt(a: &[f32], b: &[f32], k: usize) -> Vec<f32> {
         );
     }
     out
+}
+
+/// Scales every `dim`-wide row to unit length (zero rows stay zero).
+pub(crate) fn normalise_rows(values: &mut [f32], dim: usize) {
+    for t in values.chunks_exact_mut(dim) {
+        let norm = t.iter().map(|v| v * v).sum::<f32>().sqrt();
+        if norm > 1e-12 {
+            t.iter_mut().for_each(|v| *v /= norm);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -3,6 +3,8 @@
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
+use crate::records::{Hit, ImageId};
+
 /// A candidate ordered by similarity (a min-heap keeps the best k).
 #[derive(PartialEq)]
 struct Scored(f32, u64);
@@ -52,6 +54,11 @@ impl TopK {
         let mut v: Vec<(u64, f32)> = self.heap.into_iter().map(|s| (s.1, s.0)).collect();
         v.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         v
+    }
+
+    /// [`Self::into_sorted`] as image hits.
+    pub(crate) fn into_hits(self) -> Vec<Hit> {
+        self.into_sorted().into_iter().map(|(id, score)| Hit { id: ImageId(id), score }).collect()
     }
 }
 

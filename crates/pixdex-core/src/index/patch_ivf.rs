@@ -18,9 +18,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 
-use crate::codec::PatchGrid;
-use crate::linalg::matmul_nt;
-use crate::region::normalise_rows;
+use crate::linalg::{matmul_nt, normalise_rows};
+use crate::vectors::PatchGrid;
 
 /// Tokens k-means is trained on.
 const TRAIN_SAMPLE: usize = 60_000;
@@ -131,12 +130,12 @@ impl PatchIvf {
         let n_lists = self.list_sizes.len();
         let lists =
             self.groups.entry(image.group).or_insert_with(|| (0..n_lists).map(|_| PostingList::default()).collect());
-        for (cell, c) in nearest(&grid.values, &self.centroids, self.dim).into_iter().enumerate() {
+        for (cell, c) in nearest(grid.values(), &self.centroids, self.dim).into_iter().enumerate() {
             lists[c].slots.push(slot);
             lists[c].cells.push(cell as u16);
             self.list_sizes[c] += 1;
         }
-        self.tokens += grid.rows * grid.cols;
+        self.tokens += grid.rows() * grid.cols();
         self.max_id = self.max_id.max(image.id);
         self.images.push(image);
     }
@@ -151,12 +150,12 @@ impl PatchIvf {
     pub(crate) fn vote(&self, query: &PatchGrid, group: i32, nprobe: usize) -> Vec<(usize, f32)> {
         let Some(lists) = self.groups.get(&group) else { return Vec::new() };
         let n_lists = self.list_sizes.len();
-        let sims = matmul_nt(&query.values, &self.centroids, self.dim);
+        let sims = matmul_nt(query.values(), &self.centroids, self.dim);
         let total = self.tokens.max(1) as f32;
         let mut bins: HashMap<u64, f32, BuildHasherDefault<MixHasher>> = HashMap::default();
         let mut order: Vec<usize> = (0..n_lists).collect();
         for (q, row) in sims.chunks_exact(n_lists).enumerate() {
-            let (qr, qc) = ((q / query.cols) as i32, (q % query.cols) as i32);
+            let (qr, qc) = ((q / query.cols()) as i32, (q % query.cols()) as i32);
             let probe = nprobe.min(n_lists);
             order.select_nth_unstable_by(probe - 1, |&a, &b| row[b].total_cmp(&row[a]));
             for &c in &order[..probe] {
@@ -258,7 +257,7 @@ mod tests {
                 values.extend(&palette[pattern(r, c) % palette.len()]);
             }
         }
-        PatchGrid { rows, cols, dim, values }
+        PatchGrid::new(rows, cols, dim, values).unwrap()
     }
 
     fn palette(n: usize, dim: usize, seed: u64) -> Vec<Vec<f32>> {
@@ -288,10 +287,10 @@ mod tests {
         for r in 0..3 {
             for c in 0..4 {
                 let at = ((2 + r) * 10 + 5 + c) * dim;
-                images[6].values[at..at + dim].copy_from_slice(&p[block(r, c)]);
+                images[6].values_mut()[at..at + dim].copy_from_slice(&p[block(r, c)]);
             }
         }
-        let sample: Vec<f32> = images.iter().flat_map(|g| g.values.iter().copied()).collect();
+        let sample: Vec<f32> = images.iter().flat_map(|g| g.values().iter().copied()).collect();
         let mut ivf = PatchIvf::train(&sample, dim, 40, sample.len() / dim);
         for (i, g) in images.iter().enumerate() {
             ivf.add(IvfImage { id: i as u64 + 1, cols: 10, cells_per_px: 0.05, group: (i % 2) as i32 }, g);

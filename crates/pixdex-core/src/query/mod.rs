@@ -1,4 +1,5 @@
-//! Queries over one collection: similarity search with filters, region search, duplicate grouping.
+//! Queries over one collection: similarity search with filters (the one entry point offline and
+//! served), region search, duplicate grouping, and the patch-level verification dedup uses.
 
 pub(crate) mod dedup;
 pub(crate) mod region;
@@ -7,7 +8,7 @@ pub(crate) mod verify;
 
 pub use dedup::{
     DEFAULT_KEEPER_RULE, DEFAULT_MIN_GEOMETRY, DEFAULT_NEAR_THRESHOLD, DEFAULT_VERIFY_FROM, DedupOptions, DedupPhase,
-    DedupProgress, DuplicateGroup, DuplicateKind, DuplicateMember, DuplicatesOf, KeeperCriterion,
+    DedupProgress, DuplicateGroup, DuplicateKind, DuplicateMember, DuplicatesOf, KeeperCriterion, PairComparison,
 };
 pub use region::{
     BACKGROUND_WEIGHT, DEFAULT_REGION_CANDIDATES, MAX_REGION_CANDIDATES, RegionHit, RegionQuery, RegionRanking,

@@ -1,5 +1,8 @@
-//! Similarity search with filters: `k`, a minimum score, a path prefix and excluded ids.
+//! Similarity search with filters, the one entry point offline and served
+//! ([`Collection::search_similar`]): `k`, a minimum score, a path prefix and excluded ids.
 //!
+//! * Below [`EXACT_SCAN_BELOW`] vectors the search is an exact scan, above it the HNSW graph
+//!   with beam width [`SEARCH_EF`] (at least 4 × k).
 //! * A path prefix is answered from the `by_path` tree (a sled prefix scan), so a narrow prefix
 //!   never depends on the graph finding its few members: small candidate sets are scanned
 //!   exactly, large ones go through the graph with a membership filter.
@@ -8,10 +11,12 @@
 
 use std::collections::HashSet;
 
-use crate::codec::UnitVector;
-use crate::collection::{Collection, EXACT_SCAN_BELOW, Hit, ImageId, ImageRecord, SEARCH_EF};
+use crate::collection::Collection;
 use crate::error::{Error, Result};
 use crate::index::exact::TopK;
+use crate::index::{EXACT_SCAN_BELOW, SEARCH_EF};
+use crate::records::{Hit, ImageId, ImageRecord};
+use crate::vectors::UnitVector;
 
 /// The largest `k` a query may ask for.
 pub const MAX_K: usize = 1000;
@@ -29,6 +34,33 @@ pub struct SimilarQuery {
     pub exclude: Vec<ImageId>,
 }
 
+impl SimilarQuery {
+    /// [`Error::InvalidQuery`] unless `k` is within 1..=[`MAX_K`] and `min_score` within -1..=1
+    /// ([`Collection::search_similar`] checks this too).
+    pub fn validate(&self) -> Result<()> {
+        check_k(self.k)?;
+        check_min_score(self.min_score)
+    }
+}
+
+/// [`Error::InvalidQuery`] unless `k` is within 1..=[`MAX_K`].
+pub(crate) fn check_k(k: usize) -> Result<()> {
+    if !(1..=MAX_K).contains(&k) {
+        return Err(Error::InvalidQuery(format!("k must be 1..={MAX_K}, not {k}")));
+    }
+    Ok(())
+}
+
+/// [`Error::InvalidQuery`] unless a minimum cosine is within -1..=1.
+pub(crate) fn check_min_score(min_score: Option<f32>) -> Result<()> {
+    if let Some(min) = min_score
+        && !(-1.0..=1.0).contains(&min)
+    {
+        return Err(Error::InvalidQuery(format!("min_score must be within -1..=1, not {min}")));
+    }
+    Ok(())
+}
+
 /// A result with its record.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SimilarHit {
@@ -42,14 +74,7 @@ impl Collection {
     /// The images most similar to `vector` that pass the query's filters, best first.
     pub fn search_similar(&self, vector: &UnitVector, query: &SimilarQuery) -> Result<Vec<SimilarHit>> {
         self.check_query(vector)?;
-        if !(1..=MAX_K).contains(&query.k) {
-            return Err(Error::InvalidQuery(format!("k must be 1..={MAX_K}, not {}", query.k)));
-        }
-        if let Some(min) = query.min_score
-            && !(-1.0..=1.0).contains(&min)
-        {
-            return Err(Error::InvalidQuery(format!("min_score must be within -1..=1, not {min}")));
-        }
+        query.validate()?;
         let exclude: HashSet<u64> = query.exclude.iter().map(|id| id.0).collect();
         let prefix = query.path_prefix.as_deref().filter(|p| !p.is_empty());
         let hits = match prefix {
@@ -74,7 +99,7 @@ impl Collection {
                         top.push(id, vector.dot(v));
                     }
                 })?;
-                top.into_sorted().into_iter().map(|(id, score)| Hit { id: ImageId(id), score }).collect()
+                top.into_hits()
             }
             None if exclude.is_empty() => self.search_graph_where(vector, query.k, None)?,
             None => {
@@ -103,7 +128,7 @@ impl Collection {
                 top.push(id, vector.dot(v.as_slice()));
             }
         }
-        Ok(top.into_sorted().into_iter().map(|(id, score)| Hit { id: ImageId(id), score }).collect())
+        Ok(top.into_hits())
     }
 
     fn search_graph_where(

@@ -16,7 +16,7 @@
 //! the thresholds on the tuning seed of `benches/dedup_quality.rs` (int8-stored patches make
 //! near-ties a little noisier).
 
-use crate::codec::PatchGrid;
+use crate::vectors::PatchGrid;
 
 const RATIO: f32 = 0.97;
 const HYPOTHESES: usize = 150;
@@ -34,14 +34,14 @@ pub(crate) struct UnitGrid {
 
 impl From<&PatchGrid> for UnitGrid {
     fn from(g: &PatchGrid) -> Self {
-        let mut values = g.values.clone();
-        for patch in values.chunks_exact_mut(g.dim.max(1)) {
+        let mut values = g.values().to_vec();
+        for patch in values.chunks_exact_mut(g.dim()) {
             let norm = patch.iter().map(|v| v * v).sum::<f32>().sqrt();
             if norm > 1e-12 {
                 patch.iter_mut().for_each(|v| *v /= norm);
             }
         }
-        Self { rows: g.rows, cols: g.cols, dim: g.dim, values }
+        Self { rows: g.rows(), cols: g.cols(), dim: g.dim(), values }
     }
 }
 
@@ -225,7 +225,7 @@ mod tests {
                 values.extend((0..dim).map(|_| rng.below(2001) as f32 / 1000.0 - 1.0));
             }
         }
-        PatchGrid { rows, cols, dim, values }
+        PatchGrid::new(rows, cols, dim, values).unwrap()
     }
 
     #[test]
@@ -254,7 +254,7 @@ mod tests {
         for r in 0..8 {
             for c in 0..8 {
                 let (to, from) = ((r * 8 + c) * 32, (r * 8 + 7 - c) * 32);
-                mirrored.values[to..to + 32].copy_from_slice(&g.values[from..from + 32]);
+                mirrored.values_mut()[to..to + 32].copy_from_slice(&g.values()[from..from + 32]);
             }
         }
         assert!(geometric_score(&a, &UnitGrid::from(&mirrored), 7) < 0.1);

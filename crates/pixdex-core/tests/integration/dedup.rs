@@ -171,16 +171,16 @@ fn scene(seed: u64, dr: usize, dc: usize) -> PatchGrid {
             values.extend((0..DIMS).map(|_| cell.random_range(-1.0f32..1.0)));
         }
     }
-    PatchGrid { rows: 8, cols: 8, dim: DIMS, values }
+    PatchGrid::new(8, 8, DIMS, values).unwrap()
 }
 
 /// The grid mirrored left to right.
 fn mirrored(g: &PatchGrid) -> PatchGrid {
     let mut out = g.clone();
-    for r in 0..g.rows {
-        for c in 0..g.cols {
-            let to = (r * g.cols + c) * g.dim;
-            out.values[to..to + g.dim].copy_from_slice(g.patch(r, g.cols - 1 - c));
+    for r in 0..g.rows() {
+        for c in 0..g.cols() {
+            let to = (r * g.cols() + c) * g.dim();
+            out.values_mut()[to..to + g.dim()].copy_from_slice(g.patch(r, g.cols() - 1 - c));
         }
     }
     out
@@ -288,8 +288,8 @@ fn views_are_stored_copied_and_removed_with_their_image() {
         let (f, gray) = c.view_vectors(id).unwrap().unwrap();
         assert_eq!((f, gray), (gf.clone(), gg.clone()));
         let back = c.flipped_patch_grid(id).unwrap().unwrap();
-        assert_eq!((back.rows, back.cols, back.dim), (8, 8, 16));
-        assert!(back.values.iter().zip(&mirrored(&grid).values).all(|(a, b)| (a - b).abs() < 0.01));
+        assert_eq!((back.rows(), back.cols(), back.dim()), (8, 8, 16));
+        assert!(back.values().iter().zip(mirrored(&grid).values()).all(|(a, b)| (a - b).abs() < 0.01));
     }
     c.commit(vec![], &[ids[0]]).unwrap();
     assert!(c.view_vectors(ids[0]).unwrap().is_none());

@@ -48,12 +48,7 @@ pub fn image(path: &str, hash_byte: u8, global: Option<UnitVector>) -> NewImage 
                 views: None,
                 region: None,
                 global,
-                patches: Some(PatchGrid {
-                    rows: 2,
-                    cols: 3,
-                    dim,
-                    values: (0..6 * dim).map(|i| i as f32 * 0.01).collect(),
-                }),
+                patches: Some(PatchGrid::new(2, 3, dim, (0..6 * dim).map(|i| i as f32 * 0.01).collect()).unwrap()),
             },
             None => Embedding::None,
         },

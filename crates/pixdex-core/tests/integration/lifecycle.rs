@@ -1,6 +1,6 @@
 //! Create, write, replace, delete, reopen, catch up.
 
-use pixdex_core::{Collection, Error, ImageId, ImageStatus};
+use pixdex_core::{Collection, Error, ImageId, ImageStatus, SimilarQuery};
 use std::path::Path;
 
 use crate::fixtures::{config, image, random_unit, rng};
@@ -32,10 +32,10 @@ fn records_vectors_and_lookups_survive_reopen() {
     assert_eq!(c.ids_by_hash(&[1; 32]).unwrap(), vec![ids[0], ids[1]]);
     assert_eq!(c.global_vector(ids[0]).unwrap().unwrap(), a);
     assert!(matches!(c.get(ids[2]).unwrap().unwrap().status, ImageStatus::Failed { .. }));
-    assert_eq!(c.patch_grid(ids[0]).unwrap().unwrap().rows, 2);
-    let hits = c.search(&a, 2).unwrap();
-    assert_eq!(hits[0].id, ids[0]);
-    assert!((hits[0].score - 1.0).abs() < 1e-5);
+    assert_eq!(c.patch_grid(ids[0]).unwrap().unwrap().rows(), 2);
+    let hits = c.search_similar(&a, &SimilarQuery { k: 2, ..Default::default() }).unwrap();
+    assert_eq!(hits[0].hit.id, ids[0]);
+    assert!((hits[0].hit.score - 1.0).abs() < 1e-5);
 }
 
 #[test]
@@ -99,5 +99,8 @@ fn wrong_dimension_is_rejected() {
         c.commit(vec![image("/p/x.jpg", 1, Some(random_unit(&mut r, 4)))], &[]),
         Err(Error::InvalidVector(_))
     ));
-    assert!(matches!(c.search(&random_unit(&mut r, 4), 3), Err(Error::InvalidVector(_))));
+    assert!(matches!(
+        c.search_similar(&random_unit(&mut r, 4), &SimilarQuery { k: 3, ..Default::default() }),
+        Err(Error::InvalidVector(_))
+    ));
 }

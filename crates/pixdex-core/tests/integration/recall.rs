@@ -1,6 +1,6 @@
 //! HNSW recall against the exact scan, on random unit vectors.
 
-use pixdex_core::Collection;
+use pixdex_core::{Collection, SimilarQuery};
 
 use crate::fixtures::{config, image, random_unit, rng};
 
@@ -29,8 +29,9 @@ fn hnsw_recall_at_10_on_20k_random_vectors() {
         let r = recall(&|q| c.search_hnsw(q, 10, ef).unwrap().into_iter().map(|h| h.id).collect());
         eprintln!("recall@10 at ef={ef}: {r:.3}");
     }
-    // What `search` uses above the exact-scan threshold.
-    let r = recall(&|q| c.search(q, 10).unwrap().into_iter().map(|h| h.id).collect());
-    eprintln!("recall@10 of search(): {r:.3}");
-    assert!(r >= 0.98, "recall@10 of search(): {r}");
+    // What `search_similar` uses above the exact-scan threshold.
+    let query = SimilarQuery { k: 10, ..Default::default() };
+    let r = recall(&|q| c.search_similar(q, &query).unwrap().into_iter().map(|h| h.hit.id).collect());
+    eprintln!("recall@10 of search_similar(): {r:.3}");
+    assert!(r >= 0.98, "recall@10 of search_similar(): {r}");
 }

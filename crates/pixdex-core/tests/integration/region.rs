@@ -11,14 +11,15 @@ const DIM: usize = 24;
 fn noise(seed: u64, rows: usize, cols: usize) -> PatchGrid {
     let mut r = rng(seed);
     let values = (0..rows * cols).flat_map(|_| random_unit(&mut r, DIM).as_slice().to_vec()).collect();
-    PatchGrid { rows, cols, dim: DIM, values }
+    PatchGrid::new(rows, cols, DIM, values).unwrap()
 }
 
 fn paste(into: &mut PatchGrid, block: &PatchGrid, r0: usize, c0: usize) {
-    for r in 0..block.rows {
-        let dst = ((r0 + r) * into.cols + c0) * DIM;
-        let src = r * block.cols * DIM;
-        into.values[dst..dst + block.cols * DIM].copy_from_slice(&block.values[src..src + block.cols * DIM]);
+    for r in 0..block.rows() {
+        let dst = ((r0 + r) * into.cols() + c0) * DIM;
+        let src = r * block.cols() * DIM;
+        into.values_mut()[dst..dst + block.cols() * DIM]
+            .copy_from_slice(&block.values()[src..src + block.cols() * DIM]);
     }
 }
 
@@ -33,7 +34,9 @@ fn with_region(path: &str, n: u8, tokens: PatchGrid, frame: RegionFrame) -> pixd
 /// The query: the block when asked for its size, noise otherwise (as an encoder would give
 /// unrelated tokens at a wrong scale).
 fn query_for(block: &PatchGrid) -> impl FnMut(usize, usize) -> Result<PatchGrid, Error> + '_ {
-    move |rows, cols| Ok(if (rows, cols) == (block.rows, block.cols) { block.clone() } else { noise(99, rows, cols) })
+    move |rows, cols| {
+        Ok(if (rows, cols) == (block.rows(), block.cols()) { block.clone() } else { noise(99, rows, cols) })
+    }
 }
 
 #[test]
@@ -99,7 +102,7 @@ fn the_reduction_is_pinned_and_survives_reopening() {
     let id = c.commit(vec![with_region("/b.jpg", 2, noise(5, 12, 16), frame)], &[]).unwrap()[0];
     assert_eq!(*c.region_reduction().unwrap(), *reduction, "fitted once");
     let (grid_frame, grid) = c.region_grid(id).unwrap().unwrap();
-    assert_eq!((grid_frame, grid.rows, grid.cols, grid.dim), (frame, 12, 16, DIM.min(pixdex_core::REGION_DIM)));
+    assert_eq!((grid_frame, grid.rows(), grid.cols(), grid.dim()), (frame, 12, 16, DIM.min(pixdex_core::REGION_DIM)));
     let a: ImageId = c.id_by_path("/a.jpg".as_ref()).unwrap().unwrap();
     assert_eq!(c.search_region((100, 60), &mut query_for(&block), &RegionQuery::default()).unwrap()[0].id, a);
 }
@@ -129,13 +132,13 @@ fn bad_queries_and_collections_without_grids_are_refused() {
 
 /// Unit tokens `normalise(base_i + noise · e_i)`, with `e_i` random.
 fn blend(base: &PatchGrid, noise_weight: f32, seed: u64) -> PatchGrid {
-    let e = noise(seed, base.rows, base.cols);
-    let mut values: Vec<f32> = base.values.iter().zip(&e.values).map(|(b, n)| b + noise_weight * n).collect();
+    let e = noise(seed, base.rows(), base.cols());
+    let mut values: Vec<f32> = base.values().iter().zip(e.values()).map(|(b, n)| b + noise_weight * n).collect();
     for t in values.chunks_exact_mut(DIM) {
         let norm = t.iter().map(|v| v * v).sum::<f32>().sqrt();
         t.iter_mut().for_each(|v| *v /= norm);
     }
-    PatchGrid { values, ..*base }
+    PatchGrid::new(base.rows(), base.cols(), base.dim(), values).unwrap()
 }
 
 #[test]
@@ -147,9 +150,9 @@ fn an_image_that_looks_like_the_crop_everywhere_ranks_below_the_one_that_holds_i
     let dir = tempfile::tempdir().unwrap();
     let c = Collection::open_or_create(dir.path(), &config(DIM)).unwrap();
     let frame = RegionFrame { width: 320, height: 240, orientation: 1 };
-    let generic = noise(1, 1, 1).values;
-    let flat = PatchGrid { rows: 12, cols: 16, dim: DIM, values: generic.repeat(12 * 16) };
-    let block = blend(&PatchGrid { rows: 3, cols: 5, dim: DIM, values: generic.repeat(15) }, 0.6, 2);
+    let generic = noise(1, 1, 1).into_values();
+    let flat = PatchGrid::new(12, 16, DIM, generic.repeat(12 * 16)).unwrap();
+    let block = blend(&PatchGrid::new(3, 5, DIM, generic.repeat(15)).unwrap(), 0.6, 2);
     let mut holder = noise(100, 12, 16);
     paste(&mut holder, &blend(&block, 0.7, 3), 5, 6);
     let mut images: Vec<_> = (0..6)

@@ -1,0 +1,119 @@
+//! The HNSW graph's lifecycle inside a [`Collection`]: loaded on open if it reflects the
+//! current generation, caught up by id-set difference if older, rebuilt if missing, unreadable
+//! or more than 20% tombstones; saved atomically on [`Collection::flush`]; rebuilt without
+//! tombstones by [`Collection::compact`]. Also the graph's raw searches: the filtered one
+//! similarity search and dedup go through, and the measurement APIs recall is checked with.
+
+use std::collections::HashSet;
+
+use super::exact::TopK;
+use super::hnsw::HnswIndex;
+use crate::collection::Collection;
+use crate::error::Result;
+use crate::records::{Hit, ImageId};
+use crate::vectors::UnitVector;
+
+/// Above this fraction of tombstones, opening rebuilds the graph.
+const MAX_TOMBSTONE_RATIO: f64 = 0.2;
+
+impl Collection {
+    /// Makes everything committed durable (sled flush) and saves the HNSW graph.
+    pub fn flush(&self) -> Result<()> {
+        self.flush_store()?;
+        let generation = self.generation()?;
+        self.index.read().save(self.dir(), generation)
+    }
+
+    /// Rebuilds the graph from the stored vectors, dropping tombstones.
+    pub fn compact(&self) -> Result<()> {
+        let fresh = self.build_index()?;
+        *self.index.write() = fresh;
+        self.flush()
+    }
+
+    /// Deleted vectors still in the HNSW graph (filtered at query time until [`Collection::compact`]).
+    pub fn hnsw_tombstones(&self) -> usize {
+        self.index.read().tombstone_count()
+    }
+
+    /// Loads the persisted graph if it matches, catches it up with sled, or rebuilds it.
+    pub(crate) fn load_index(&self) -> Result<()> {
+        let generation = self.generation()?;
+        let dim = self.config().dim;
+        let loaded = HnswIndex::load(self.dir()).filter(|(ix, _)| ix.dim() == dim);
+        let index = match loaded {
+            Some((ix, g)) if g == generation => ix,
+            Some((mut ix, g)) => {
+                // Ids are never reused and vectors never change under an id, so the difference
+                // of id sets is exactly what happened since generation `g`.
+                let mut missing = Vec::new();
+                let mut live = HashSet::new();
+                self.for_each_vector(|id, v| {
+                    live.insert(id);
+                    if !ix.contains(id) {
+                        missing.push((id, v.to_vec()));
+                    }
+                })?;
+                let gone: Vec<u64> = ix.member_ids().filter(|id| !live.contains(id)).collect();
+                tracing::info!(
+                    from = g,
+                    to = generation,
+                    added = missing.len(),
+                    removed = gone.len(),
+                    "HNSW caught up"
+                );
+                gone.into_iter().for_each(|id| ix.remove(id));
+                ix.insert(&missing);
+                ix
+            }
+            None => self.build_index()?,
+        };
+        let rebuild = index.tombstone_ratio() > MAX_TOMBSTONE_RATIO;
+        *self.index.write() = if rebuild { self.build_index()? } else { index };
+        Ok(())
+    }
+
+    /// A fresh graph of every stored global vector.
+    fn build_index(&self) -> Result<HnswIndex> {
+        let mut vectors = Vec::new();
+        self.for_each_vector(|id, v| vectors.push((id, v.to_vec())))?;
+        let mut index = HnswIndex::new(self.config().dim, vectors.len());
+        index.insert(&vectors);
+        Ok(index)
+    }
+
+    /// HNSW search keeping only ids for which `keep` is true.
+    pub(crate) fn search_hnsw_where(
+        &self,
+        query: &UnitVector,
+        k: usize,
+        ef: usize,
+        keep: Option<&(dyn Fn(u64) -> bool + Sync)>,
+    ) -> Result<Vec<Hit>> {
+        self.check_query(query)?;
+        let index = self.index.read();
+        let k = k.min(index.live_len());
+        Ok(index
+            .search_where(query.as_slice(), k, ef, keep)
+            .into_iter()
+            .map(|(id, score)| Hit { id: ImageId(id), score })
+            .collect())
+    }
+
+    /// **Measurement API**: the exact `k` most similar images by scanning every stored vector,
+    /// the reference recall is measured against (`benches/hnsw_recall.rs`, the recall tests).
+    /// Queries go through [`Collection::search_similar`].
+    pub fn search_exact(&self, query: &UnitVector, k: usize) -> Result<Vec<Hit>> {
+        self.check_query(query)?;
+        let mut top = TopK::new(k);
+        self.for_each_vector(|id, v| top.push(id, query.dot(v)))?;
+        Ok(top.into_hits())
+    }
+
+    /// **Measurement API**: HNSW search with beam width `ef` whatever the collection's size, for
+    /// measuring its recall against [`Collection::search_exact`]. Queries go through
+    /// [`Collection::search_similar`].
+    pub fn search_hnsw(&self, query: &UnitVector, k: usize, ef: usize) -> Result<Vec<Hit>> {
+        self.search_hnsw_where(query, k, ef, None)
+    }
+}
