@@ -162,3 +162,65 @@ impl Collection {
         (bytes, n)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::PatchCodec;
+    use crate::records::{CollectionConfig, Embedding, ImageStatus, NewImage};
+    use crate::region_grid::RegionGrid;
+
+    fn config() -> CollectionConfig {
+        CollectionConfig {
+            model: "test".into(),
+            model_fingerprint: "fp".into(),
+            embedding: "test/v1".into(),
+            dim: 4,
+            patch_codec: PatchCodec { pool: 1 },
+        }
+    }
+
+    /// An image whose `rows × 2` region grid is made of varied 4-d tokens.
+    fn with_region(n: u8, rows: usize) -> NewImage {
+        let values = (0..rows * 2 * 4).map(|i| ((i * 7 + n as usize) % 11) as f32 - 5.0).collect();
+        NewImage {
+            record: ImageRecord {
+                path: format!("/r/{n}.jpg").into(),
+                size: 1,
+                mtime_ns: 0,
+                blake3: [n; 32],
+                width: 20,
+                height: 10 * rows as u32,
+                status: ImageStatus::Embedded,
+            },
+            embedding: Embedding::Computed {
+                global: UnitVector::new(vec![1.0, n as f32, 0.5, -1.0]).unwrap(),
+                patches: None,
+                views: None,
+                region: Some(RegionGrid {
+                    frame: RegionFrame { width: 20, height: 10 * rows as u32, orientation: 1 },
+                    tokens: PatchGrid::new(rows, 2, 4, values).unwrap(),
+                }),
+            },
+        }
+    }
+
+    #[test]
+    fn region_grids_iterate_from_an_id_in_steps() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Collection::open_or_create(dir.path(), &config()).unwrap();
+        let ids = c.commit((1..=3).map(|n| with_region(n, n as usize)).collect(), &[]).unwrap();
+        assert_eq!(c.region_grid_count(), 3);
+        let listed = |from: ImageId, step: usize| -> Vec<(ImageId, usize)> {
+            c.region_grids(from, step).map(|e| e.map(|(id, (_, g))| (id, g.rows())).unwrap()).collect()
+        };
+        assert_eq!(listed(ImageId(0), 1), vec![(ids[0], 1), (ids[1], 2), (ids[2], 3)]);
+        assert_eq!(listed(ids[1], 1), vec![(ids[1], 2), (ids[2], 3)]);
+        assert_eq!(listed(ImageId(0), 2), vec![(ids[0], 1), (ids[2], 3)]);
+        let (frame, grid) = c.region_grid(ids[2]).unwrap().unwrap();
+        assert_eq!((frame.height, grid.rows(), grid.cols()), (30, 3, 2));
+        c.commit(vec![], &[ids[1]]).unwrap();
+        assert_eq!(listed(ImageId(0), 1), vec![(ids[0], 1), (ids[2], 3)]);
+        assert!(!c.has_region_grid(ids[1]).unwrap());
+    }
+}

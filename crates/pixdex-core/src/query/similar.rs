@@ -140,3 +140,22 @@ impl Collection {
         self.search_hnsw_where(vector, k, k.saturating_mul(4).max(SEARCH_EF), keep)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queries_out_of_range_are_refused() {
+        let ok = SimilarQuery { k: MAX_K, min_score: Some(-1.0), ..Default::default() };
+        assert!(ok.validate().is_ok());
+        for bad in [
+            SimilarQuery { k: 0, ..ok.clone() },
+            SimilarQuery { k: MAX_K + 1, ..ok.clone() },
+            SimilarQuery { min_score: Some(1.5), ..ok.clone() },
+            SimilarQuery { min_score: Some(f32::NAN), ..ok.clone() },
+        ] {
+            assert!(matches!(bad.validate(), Err(Error::InvalidQuery(_))), "{bad:?}");
+        }
+    }
+}
