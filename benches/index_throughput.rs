@@ -83,7 +83,7 @@ fn main() -> anyhow::Result<()> {
     if let Some(Ok((id, _))) = collection.records().next() {
         global_bytes = collection.config().dim * 4;
         if let Some(g) = collection.patch_grid(id)? {
-            patch_bytes = pixdex_core::PatchCodec::encoded_len(g.rows, g.cols, g.dim);
+            patch_bytes = pixdex_core::PatchCodec::encoded_len(g.rows(), g.cols(), g.dim());
         }
     }
     println!(

@@ -117,13 +117,13 @@ impl Tally {
 
 /// Centres on `mu` and normalises each token: the brute-force reference's tokens.
 fn centred(grid: &PatchGrid, mu: &[f32]) -> PatchGrid {
-    let mut values = grid.values.clone();
-    for t in values.chunks_exact_mut(grid.dim) {
+    let mut values = grid.values().to_vec();
+    for t in values.chunks_exact_mut(grid.dim()) {
         t.iter_mut().zip(mu).for_each(|(v, m)| *v -= m);
         let n = t.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
         t.iter_mut().for_each(|v| *v /= n);
     }
-    PatchGrid { values, ..*grid }
+    PatchGrid::new(grid.rows(), grid.cols(), grid.dim(), values).expect("the grid's own shape")
 }
 
 fn main() -> anyhow::Result<()> {
@@ -251,14 +251,14 @@ fn main() -> anyhow::Result<()> {
                 );
                 let values: Vec<f32> =
                     bytes[8..].chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-                PatchGrid { rows, cols, dim: values.len() / (rows * cols), values }
+                PatchGrid::new(rows, cols, values.len() / (rows * cols), values)?
             }
             _ => {
                 let g = encoder.embed_region_grids(&[input])?.pop().ok_or_else(|| anyhow::anyhow!("no grid"))?;
-                let mut bytes = Vec::with_capacity(8 + 4 * g.values.len());
-                bytes.extend_from_slice(&(g.rows as u32).to_le_bytes());
-                bytes.extend_from_slice(&(g.cols as u32).to_le_bytes());
-                g.values.iter().for_each(|v| bytes.extend_from_slice(&v.to_le_bytes()));
+                let mut bytes = Vec::with_capacity(8 + 4 * g.values().len());
+                bytes.extend_from_slice(&(g.rows() as u32).to_le_bytes());
+                bytes.extend_from_slice(&(g.cols() as u32).to_le_bytes());
+                g.values().iter().for_each(|v| bytes.extend_from_slice(&v.to_le_bytes()));
                 fs::write(&cached, bytes)?;
                 g
             }
@@ -267,11 +267,11 @@ fn main() -> anyhow::Result<()> {
     }
     let reference_embed_s = t.elapsed().as_secs_f64();
     // The mean token over the whole library (the reduction's is fitted on a sample).
-    let dim = raw[0].2.dim;
+    let dim = raw[0].2.dim();
     let mut mu_all = vec![0f64; dim];
     let mut n_tokens = 0usize;
     for (_, _, g) in &raw {
-        for t in g.values.chunks_exact(dim) {
+        for t in g.values().chunks_exact(dim) {
             mu_all.iter_mut().zip(t).for_each(|(m, v)| *m += *v as f64);
             n_tokens += 1;
         }
@@ -302,11 +302,11 @@ fn main() -> anyhow::Result<()> {
             }
         }
         for refs in per_layer {
-            let dim = refs[0].2.dim;
+            let dim = refs[0].2.dim();
             let mut mu = vec![0f64; dim];
             let mut n = 0usize;
             for (_, _, g) in &refs {
-                for t in g.values.chunks_exact(dim) {
+                for t in g.values().chunks_exact(dim) {
                     mu.iter_mut().zip(t).for_each(|(m, v)| *m += *v as f64);
                     n += 1;
                 }
@@ -390,7 +390,9 @@ fn main() -> anyhow::Result<()> {
             let mut all: Vec<(f32, ImageId, PixelBox)> = Vec::new();
             for (id, frame, grid) in refs {
                 let mut best: Option<(f32, pixdex_core::TemplateMatch)> = None;
-                for size in query_grid_sizes(cells_per_px(frame, grid.rows, grid.cols), grid.rows, grid.cols, w, h) {
+                for size in
+                    query_grid_sizes(cells_per_px(frame, grid.rows(), grid.cols()), grid.rows(), grid.cols(), w, h)
+                {
                     let full = embed(size.0, size.1)?;
                     let qg = centred(&full, mu);
                     if let Some(m) = match_template(&qg, grid) {
@@ -401,7 +403,11 @@ fn main() -> anyhow::Result<()> {
                     }
                 }
                 if let Some((key, m)) = best {
-                    all.push((key, *id, frame.box_to_stored(frame.cells_to_upright(grid.rows, grid.cols, m.cells))));
+                    all.push((
+                        key,
+                        *id,
+                        frame.box_to_stored(frame.cells_to_upright(grid.rows(), grid.cols(), m.cells)),
+                    ));
                 }
             }
             all.sort_by(|a, b| b.0.total_cmp(&a.0));
@@ -415,7 +421,9 @@ fn main() -> anyhow::Result<()> {
             let mut all: Vec<(f32, ImageId, PixelBox)> = Vec::new();
             for (id, frame, grid) in refs {
                 let mut best: Option<pixdex_core::TemplateMatch> = None;
-                for size in query_grid_sizes(cells_per_px(frame, grid.rows, grid.cols), grid.rows, grid.cols, w, h) {
+                for size in
+                    query_grid_sizes(cells_per_px(frame, grid.rows(), grid.cols()), grid.rows(), grid.cols(), w, h)
+                {
                     let grids = match layer_cache.entry(size) {
                         std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
                         std::collections::hash_map::Entry::Vacant(e) => {
@@ -435,7 +443,7 @@ fn main() -> anyhow::Result<()> {
                     all.push((
                         m.score,
                         *id,
-                        frame.box_to_stored(frame.cells_to_upright(grid.rows, grid.cols, m.cells)),
+                        frame.box_to_stored(frame.cells_to_upright(grid.rows(), grid.cols(), m.cells)),
                     ));
                 }
             }
@@ -463,8 +471,8 @@ fn main() -> anyhow::Result<()> {
         "stored region grids: {region_grids}, {:.1} KB per image (PCA-{} int8); full precision would be {:.1} KB (f32) / {:.1} KB (fp16)",
         region_bytes as f64 / region_grids.max(1) as f64 / 1000.0,
         reduction.dim_out(),
-        raw.iter().map(|(_, _, g)| g.values.len() * 4).sum::<usize>() as f64 / n_db as f64 / 1000.0,
-        raw.iter().map(|(_, _, g)| g.values.len() * 2).sum::<usize>() as f64 / n_db as f64 / 1000.0,
+        raw.iter().map(|(_, _, g)| g.values().len() * 4).sum::<usize>() as f64 / n_db as f64 / 1000.0,
+        raw.iter().map(|(_, _, g)| g.values().len() * 2).sum::<usize>() as f64 / n_db as f64 / 1000.0,
     );
     println!("mean token of the reduction vs of the whole library: relative distance {mu_gap:.3}");
     let (posting_bytes, _) = collection.region_index_footprint()?;

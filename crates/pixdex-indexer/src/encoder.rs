@@ -155,7 +155,7 @@ impl PixioEncoder {
             .map(|(g, values)| {
                 let global =
                     UnitVector::new(g).map_err(|e| pixio::Error::Input(format!("degenerate embedding: {e}")))?;
-                Ok(ImageEmbedding { global, patches: PatchGrid { rows, cols, dim, values }, views: None })
+                Ok(ImageEmbedding { global, patches: patch_grid(rows, cols, dim, values)?, views: None })
             })
             .collect())
     }
@@ -171,7 +171,7 @@ impl PixioEncoder {
                 let grid = self.model.layer_patch_grid(&out, layer)?.to_dtype(DType::F32)?;
                 let (_, rows, cols, dim) = grid.dims4()?;
                 let grids = grid.flatten_from(1)?.to_vec2::<f32>()?;
-                Ok(grids.into_iter().map(|values| PatchGrid { rows, cols, dim, values }).collect())
+                grids.into_iter().map(|values| patch_grid(rows, cols, dim, values)).collect()
             })
             .collect()
     }
@@ -194,7 +194,7 @@ impl PixioEncoder {
             .zip(grids)
             .map(|(g, values)| {
                 let g = UnitVector::new(g).map_err(|e| pixio::Error::Input(format!("degenerate embedding: {e}")))?;
-                Ok((g, PatchGrid { rows, cols, dim, values }))
+                Ok((g, patch_grid(rows, cols, dim, values)?))
             })
             .collect())
     }
@@ -253,4 +253,9 @@ fn fingerprint(files: &ModelFiles) -> pixio::Result<String> {
         h.update(&buf);
     }
     Ok(h.finalize().to_hex()[..16].to_string())
+}
+
+/// A model output's `rows × cols × dim` values as a [`PatchGrid`].
+fn patch_grid(rows: usize, cols: usize, dim: usize, values: Vec<f32>) -> pixio::Result<PatchGrid> {
+    PatchGrid::new(rows, cols, dim, values).map_err(|e| pixio::Error::Input(format!("patch grid: {e}")))
 }

@@ -2,7 +2,7 @@
 //! through a running server (same output either way).
 
 use anyhow::Context;
-use pixdex_core::Collection;
+use pixdex_core::{Collection, SimilarQuery};
 use pixdex_indexer::decode::{DecodeLimits, decode_path};
 use pixdex_indexer::encoder::PixioEncoder;
 use pixdex_server::pb;
@@ -51,13 +51,11 @@ fn search_offline(args: &SearchArgs) -> anyhow::Result<Vec<Result_>> {
     let image = decode_path(&args.image, DecodeLimits::default())?;
     let input = encoder.prepare(&image.image)?;
     let (global, _) = encoder.embed(&[input])?.pop().context("no embedding")??;
-    let hits = collection.search(&global, args.k)?;
-    let mut results = Vec::with_capacity(hits.len());
-    for h in hits {
-        let path = collection.get(h.id)?.map(|r| r.path.to_string_lossy().into_owned()).unwrap_or_default();
-        results.push(Result_ { id: h.id.0, path, score: h.score });
-    }
-    Ok(results)
+    let hits = collection.search_similar(&global, &SimilarQuery { k: args.k, ..Default::default() })?;
+    Ok(hits
+        .into_iter()
+        .map(|h| Result_ { id: h.hit.id.0, path: h.record.path.to_string_lossy().into_owned(), score: h.hit.score })
+        .collect())
 }
 
 /// Sends the file's bytes; the server decodes and embeds them with the collection's model.
