@@ -63,3 +63,35 @@ impl ModelInputs {
         Ok(Self { square, region })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::embed_images;
+    use crate::decode::{DecodeLimits, decode_path};
+    use crate::encoder::PixioEncoder;
+    use std::path::Path;
+
+    /// The square input made with the dedup views starts with exactly the plain query input, so
+    /// an image indexed with views and the same image as a query get the same global vector.
+    #[test]
+    fn the_views_input_starts_with_the_query_input_and_embeds_the_same() {
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/pixio");
+        let source = pixio::WeightSource::Dir(fixtures.join("models/a-hub"));
+        let encoder = PixioEncoder::load(&source, &pixio::Device::Cpu, pixio::DType::F32).unwrap();
+        let decoded = decode_path(&fixtures.join("images/exif_rot6.jpg"), DecodeLimits::default()).unwrap();
+        let query = ModelInputs::of(&encoder, &decoded, InputKinds::QUERY).unwrap();
+        let stored = ModelInputs::of(&encoder, &decoded, InputKinds::STORED).unwrap();
+        assert_eq!((query.square.len(), stored.square.len()), (1, 3));
+        assert!(query.region.is_none());
+        let diff = (&query.square[0] - &stored.square[0]).unwrap().abs().unwrap().max_all().unwrap();
+        assert_eq!(diff.to_scalar::<f32>().unwrap(), 0.0);
+        let region = stored.region.unwrap();
+        assert_eq!((region.frame.width, region.frame.height), (24, 40), "the upright image's frame");
+        let embedded = embed_images(&encoder, &[&query.square, &stored.square]).unwrap();
+        let (q, s) = (embedded[0].as_ref().unwrap(), embedded[1].as_ref().unwrap());
+        let cos = q.global.dot(s.global.as_slice());
+        assert!(cos > 1.0 - 1e-6, "cosine {cos}");
+        assert!(q.views.is_none() && s.views.is_some());
+    }
+}
