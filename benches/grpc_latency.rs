@@ -24,16 +24,13 @@
 
 use anyhow::Context;
 use pixdex_benches::cpu_seconds;
-use pixdex_benches::random_unit;
-use pixdex_core::{
-    Collection, EXACT_SCAN_BELOW, Embedding, ImageId, ImageRecord, ImageStatus, NewImage, SimilarQuery, UnitVector,
-};
+use pixdex_core::{Collection, EXACT_SCAN_BELOW, SimilarQuery};
 use pixdex_indexer::decode::{DecodeLimits, decode_bytes};
-use pixdex_indexer::encoder::PixioEncoder;
+use pixdex_indexer::encoder::{Encoder, PixioEncoder};
+use pixdex_indexer::inputs::{InputKinds, ModelInputs};
 use pixdex_server::{PixdexClient, ServerConfig, pb};
 use pixio::{DType, Device, Tensor, WeightSource};
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -55,275 +52,13 @@ fn arg_usize(args: &[String], flag: &str) -> anyhow::Result<Option<usize>> {
     arg(args, flag).map(|s| s.parse().with_context(|| format!("{flag} {s}"))).transpose()
 }
 
-/// p50, p99 (nearest rank) in seconds, and requests per second over `wall` seconds.
-#[derive(Debug, Clone, Copy)]
-struct Summary {
-    n: usize,
-    p50: f64,
-    p99: f64,
-    rps: f64,
-}
+#[path = "grpc_latency/levels.rs"]
+mod levels;
+#[path = "grpc_latency/machine.rs"]
+mod machine;
 
-fn summarize(mut latencies: Vec<f64>, wall: f64) -> Summary {
-    latencies.sort_by(f64::total_cmp);
-    let n = latencies.len();
-    if n == 0 {
-        return Summary { n, p50: f64::NAN, p99: f64::NAN, rps: f64::NAN };
-    }
-    let rank = |q: f64| latencies[((q * n as f64).ceil() as usize).clamp(1, n) - 1];
-    Summary { n, p50: rank(0.50), p99: rank(0.99), rps: n as f64 / wall }
-}
-
-/// Requests of `total` that worker `i` of `workers` makes.
-fn share(total: usize, workers: usize, i: usize) -> usize {
-    total / workers + usize::from(i < total % workers)
-}
-
-/// `n` random vectors clustered around `clusters` centres (as in `hnsw_recall`), with fake paths.
-fn build_collection(c: &Collection, n: usize, clusters: usize) -> anyhow::Result<Vec<ImageId>> {
-    let dim = c.config().dim;
-    let mut rng = StdRng::seed_from_u64(42);
-    let centres: Vec<UnitVector> = (0..clusters).map(|_| random_unit(&mut rng, dim)).collect();
-    let mut ids = Vec::with_capacity(n);
-    for start in (0..n).step_by(500) {
-        let batch = (start..(start + 500).min(n))
-            .map(|i| {
-                let global = if centres.is_empty() {
-                    random_unit(&mut rng, dim)
-                } else {
-                    let centre = &centres[rng.random_range(0..centres.len())];
-                    let noise = random_unit(&mut rng, dim);
-                    UnitVector::new(centre.as_slice().iter().zip(noise.as_slice()).map(|(a, b)| a + b).collect())
-                        .expect("non-zero")
-                };
-                let mut blake3 = [0u8; 32];
-                blake3[..8].copy_from_slice(&(i as u64).to_le_bytes());
-                NewImage {
-                    record: ImageRecord {
-                        path: PathBuf::from(format!("/bench/img{i}.jpg")),
-                        size: 0,
-                        mtime_ns: 0,
-                        blake3,
-                        width: 1,
-                        height: 1,
-                        status: ImageStatus::Embedded,
-                    },
-                    embedding: Embedding::Computed { global, patches: None, views: None, region: None },
-                }
-            })
-            .collect();
-        ids.extend(c.commit(batch, &[])?);
-    }
-    Ok(ids)
-}
-
-/// What the server does for a search-by-id, without gRPC: the record, the stored vector, the search.
-fn search_by_id(c: &Collection, id: ImageId) -> anyhow::Result<usize> {
-    c.get(id)?.context("record")?;
-    let vector = c.global_vector(id)?.context("stored vector")?;
-    Ok(c.search_similar(&vector, &SimilarQuery { k: K, ..Default::default() })?.len())
-}
-
-/// In-process search-by-id on `threads` threads, `total` requests in all (fewer if `cap` runs out).
-fn direct_id_level(
-    c: &Collection,
-    ids: &[ImageId],
-    threads: usize,
-    total: usize,
-    cap: Duration,
-) -> anyhow::Result<Summary> {
-    let barrier = std::sync::Barrier::new(threads + 1);
-    let (latencies, wall) = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                let barrier = &barrier;
-                s.spawn(move || {
-                    let mut rng = StdRng::seed_from_u64(7000 + t as u64);
-                    let mut lat = Vec::with_capacity(share(total, threads, t));
-                    barrier.wait();
-                    let deadline = Instant::now() + cap;
-                    for _ in 0..share(total, threads, t) {
-                        if Instant::now() >= deadline {
-                            break;
-                        }
-                        let id = ids[rng.random_range(0..ids.len())];
-                        let t0 = Instant::now();
-                        let hits = search_by_id(c, id)?;
-                        lat.push(t0.elapsed().as_secs_f64());
-                        anyhow::ensure!(hits == K, "{hits} hits");
-                    }
-                    Ok::<_, anyhow::Error>(lat)
-                })
-            })
-            .collect();
-        barrier.wait();
-        let t0 = Instant::now();
-        let lat: anyhow::Result<Vec<Vec<f64>>> = handles.into_iter().map(|h| h.join().expect("thread")).collect();
-        lat.map(|l| (l.concat(), t0.elapsed().as_secs_f64()))
-    })?;
-    Ok(summarize(latencies, wall))
-}
-
-/// `clients` clients, each with its own connection, making `total` requests in all; `make` builds
-/// request number `i` (client `c` makes `c`, `c + clients`, …). Clients stop early when `cap` has
-/// passed since the start.
-async fn grpc_level(
-    url: &str,
-    clients: usize,
-    total: usize,
-    cap: Duration,
-    warmup: usize,
-    make: impl Fn(&mut StdRng, usize) -> pb::SearchRequest + Clone + Send + 'static,
-) -> anyhow::Result<Summary> {
-    let barrier = Arc::new(tokio::sync::Barrier::new(clients + 1));
-    let mut tasks = Vec::with_capacity(clients);
-    for c in 0..clients {
-        let mut client = PixdexClient::connect(url).await?;
-        let (barrier, make) = (barrier.clone(), make.clone());
-        let n = share(total, clients, c);
-        tasks.push(tokio::spawn(async move {
-            let mut rng = StdRng::seed_from_u64(1000 + c as u64);
-            let mut warm = Ok(());
-            for w in 0..warmup {
-                if let Err(e) = client.search.search(make(&mut rng, c + w * clients)).await {
-                    warm = Err(e);
-                    break;
-                }
-            }
-            barrier.wait().await;
-            warm?;
-            let mut lat = Vec::with_capacity(n);
-            let deadline = Instant::now() + cap;
-            for j in 0..n {
-                if Instant::now() >= deadline {
-                    break;
-                }
-                let request = make(&mut rng, c + j * clients);
-                let t0 = Instant::now();
-                let response = client.search.search(request).await?.into_inner();
-                lat.push(t0.elapsed().as_secs_f64());
-                anyhow::ensure!(response.hits.len() == K, "{} hits", response.hits.len());
-            }
-            Ok::<_, anyhow::Error>(lat)
-        }));
-    }
-    barrier.wait().await;
-    let t0 = Instant::now();
-    let mut latencies = Vec::with_capacity(total);
-    for task in tasks {
-        latencies.extend(task.await??);
-    }
-    Ok(summarize(latencies, t0.elapsed().as_secs_f64()))
-}
-
-fn id_request(id: u64) -> pb::SearchRequest {
-    pb::SearchRequest {
-        query: Some(pb::search_request::Query::Stored(pb::ImageRef { r#ref: Some(pb::image_ref::Ref::Id(id)) })),
-        k: K as u32,
-        ..Default::default()
-    }
-}
-
-fn image_request(bytes: Vec<u8>) -> pb::SearchRequest {
-    pb::SearchRequest { query: Some(pb::search_request::Query::Image(bytes)), k: K as u32, ..Default::default() }
-}
-
-/// Query images as JPEG bytes: up to 8 photos spread over the shared library, else generated pictures.
-fn query_images(photos: &Path) -> anyhow::Result<(Vec<Vec<u8>>, String)> {
-    let mut files = Vec::new();
-    let mut dirs = vec![photos.to_path_buf()];
-    while let Some(dir) = dirs.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
-        for entry in entries {
-            let path = entry?.path();
-            if path.is_dir() {
-                dirs.push(path);
-            } else if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("jpg") || e.eq_ignore_ascii_case("jpeg"))
-            {
-                files.push(path);
-            }
-        }
-    }
-    files.sort();
-    if !files.is_empty() {
-        let step = files.len().div_ceil(8);
-        let picked: Vec<&PathBuf> = files.iter().step_by(step).collect();
-        let mut out = Vec::new();
-        let mut sizes = Vec::new();
-        for path in picked {
-            let bytes = std::fs::read(path)?;
-            let d = decode_bytes(&bytes, DecodeLimits::default())?;
-            sizes.push(format!(
-                "{} {}x{} {} KB",
-                path.strip_prefix(photos).unwrap_or(path).display(),
-                d.image.width(),
-                d.image.height(),
-                bytes.len() / 1024
-            ));
-            out.push(bytes);
-        }
-        let note = format!("{} photos from {}: {}", out.len(), photos.display(), sizes.join(", "));
-        return Ok((out, note));
-    }
-    // No photo library: stripes of seed-dependent frequency and colour, 640x480, JPEG quality 90.
-    let out = (0..8u32)
-        .map(|seed| {
-            let img = image::RgbImage::from_fn(640, 480, |x, y| {
-                let s = seed as f32;
-                let v = |k: f32| {
-                    (((x as f32 * (0.05 + 0.01 * k) + y as f32 * 0.03 * (s + 1.0)).sin() * 0.5 + 0.5) * 255.0) as u8
-                };
-                image::Rgb([v(s), v(s + 1.0), v(2.0 * s)])
-            });
-            let mut bytes = Vec::new();
-            image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 90).encode_image(&img)?;
-            Ok(bytes)
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    Ok((out, format!("NOTE: no photos in {}; 8 generated 640x480 JPEGs", photos.display())))
-}
-
-/// TCP_NODELAY on a listening socket (inherited by the sockets it accepts, on Linux).
-fn set_nodelay(listener: &tokio::net::TcpListener) -> anyhow::Result<()> {
-    use std::os::fd::AsRawFd;
-    let one: libc::c_int = 1;
-    // SAFETY: setsockopt reads `size_of::<c_int>()` bytes from a live c_int.
-    let rc = unsafe {
-        libc::setsockopt(
-            listener.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_NODELAY,
-            (&one as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    anyhow::ensure!(rc == 0, "setsockopt TCP_NODELAY: {}", std::io::Error::last_os_error());
-    Ok(())
-}
-
-/// The whole machine's busy and stolen CPU seconds so far (all processes), from `/proc/stat`.
-fn machine_cpu_seconds() -> Option<(f64, f64)> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let j: Vec<u64> = stat.lines().next()?.split_whitespace().skip(1).filter_map(|v| v.parse().ok()).collect();
-    // user nice system idle iowait irq softirq steal
-    let (busy, steal) = (j.first()? + j.get(1)? + j.get(2)? + j.get(5)? + j.get(6)?, *j.get(7)?);
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    (hz > 0.0).then(|| (busy as f64 / hz, steal as f64 / hz))
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().into())
-        })
-        .unwrap_or_else(|| "unknown CPU".into())
-}
-
-fn ms(s: f64) -> String {
-    format!("{:.2}", s * 1e3)
-}
+use levels::{build_collection, direct_id_level, grpc_level, id_request, image_request, summarize};
+use machine::{cpu_model, machine_cpu_seconds, ms, query_images, set_nodelay};
 
 fn main() -> anyhow::Result<()> {
     let (run_started, own_start, machine_start) = (Instant::now(), cpu_seconds(), machine_cpu_seconds());
@@ -419,9 +154,10 @@ fn main() -> anyhow::Result<()> {
     // search (what the server does for one image query), the forward pass alone,
     // the forward pass alone, and a batch-16 forward pass.
     let one = |bytes: &[u8]| -> anyhow::Result<Tensor> {
-        Ok(encoder.prepare(&decode_bytes(bytes, DecodeLimits::default())?.image)?)
+        let decoded = decode_bytes(bytes, DecodeLimits::default())?;
+        Ok(ModelInputs::of(&encoder, &decoded, InputKinds::QUERY)?.square.remove(0))
     };
-    encoder.embed(&[one(&images[0])?])?; // warm-up
+    encoder.embed_global(&[one(&images[0])?])?; // warm-up
     let rounds = 2;
     let (mut full, mut forward) = (Vec::new(), Vec::new());
     let t = Instant::now();
@@ -429,7 +165,7 @@ fn main() -> anyhow::Result<()> {
         let t0 = Instant::now();
         let input = one(&images[i % images.len()])?;
         let t1 = Instant::now();
-        let (vector, _) = encoder.embed(&[input])?.pop().context("one result")??;
+        let (vector, _) = encoder.embed_global(&[input])?.pop().context("one result")??;
         forward.push(t1.elapsed().as_secs_f64());
         let hits = collection.search_similar(&vector, &SimilarQuery { k: K, ..Default::default() })?;
         full.push(t0.elapsed().as_secs_f64());
@@ -439,7 +175,7 @@ fn main() -> anyhow::Result<()> {
     let direct_forward = summarize(forward.clone(), forward.iter().sum());
     let inputs: Vec<Tensor> = (0..16).map(|i| one(&images[i % images.len()])).collect::<anyhow::Result<_>>()?;
     let t = Instant::now();
-    encoder.embed(&inputs)?;
+    encoder.embed_global(&inputs)?;
     let batch16_ips = 16.0 / t.elapsed().as_secs_f64();
     drop(collection);
 

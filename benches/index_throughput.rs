@@ -8,7 +8,8 @@
 use pixdex_core::Collection;
 use pixdex_indexer::crawl::{CrawlOptions, crawl};
 use pixdex_indexer::decode::{DecodeLimits, decode_path};
-use pixdex_indexer::encoder::PixioEncoder;
+use pixdex_indexer::encoder::{Encoder, PixioEncoder};
+use pixdex_indexer::inputs::{InputKinds, ModelInputs};
 use pixdex_indexer::pipeline::{IndexOptions, NoProgress, run_index_job};
 use pixio::{DType, Device, Tensor, WeightSource};
 use std::sync::atomic::AtomicBool;
@@ -50,7 +51,8 @@ fn main() -> anyhow::Result<()> {
                     chunk
                         .iter()
                         .filter_map(|f| decode_path(&f.path, DecodeLimits::default()).ok())
-                        .filter_map(|d| encoder.prepare(&d.image).ok())
+                        .filter_map(|d| ModelInputs::of(encoder, &d, InputKinds::QUERY).ok())
+                        .flat_map(|inputs| inputs.square)
                         .collect::<Vec<_>>()
                 })
             })
@@ -62,7 +64,7 @@ fn main() -> anyhow::Result<()> {
     // Encode alone.
     let t = Instant::now();
     for chunk in inputs.chunks(batch) {
-        encoder.embed(chunk)?;
+        encoder.embed_global(chunk)?;
     }
     let encode_s = t.elapsed().as_secs_f64();
 

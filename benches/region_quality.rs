@@ -33,9 +33,10 @@ use pixdex_core::{
 };
 use pixdex_indexer::crawl::CrawlOptions;
 use pixdex_indexer::decode::{DecodeLimits, decode_path};
-use pixdex_indexer::encoder::PixioEncoder;
+use pixdex_indexer::encoder::{Encoder, PixioEncoder};
+use pixdex_indexer::inputs::RegionInput;
 use pixdex_indexer::pipeline::{IndexOptions, NoProgress, run_index_job};
-use pixdex_indexer::region_query::RegionCrop;
+use pixdex_indexer::region_crop::RegionCrop;
 use pixio::{DType, Device, WeightSource};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -241,7 +242,7 @@ fn main() -> anyhow::Result<()> {
     fs::create_dir_all(&cache_dir)?;
     for (rel, &id) in &ids {
         let d = decode_path(&lib.join(rel), DecodeLimits::default())?;
-        let (input, frame) = encoder.prepare_region(&d.image, d.orientation)?;
+        let RegionInput { input, frame } = RegionInput::of(&encoder, &d)?;
         let cached = cache_dir.join(rel.to_string_lossy().replace('/', "_") + ".f32");
         let grid = match fs::read(&cached) {
             Ok(bytes) if bytes.len() > 8 => {
@@ -295,7 +296,7 @@ fn main() -> anyhow::Result<()> {
         let mut per_layer: Vec<Vec<(ImageId, pixdex_core::RegionFrame, PatchGrid)>> = vec![Vec::new(); layers.len()];
         for (rel, &id) in &ids {
             let d = decode_path(&lib.join(rel), DecodeLimits::default())?;
-            let (input, frame) = encoder.prepare_region(&d.image, d.orientation)?;
+            let RegionInput { input, frame } = RegionInput::of(&encoder, &d)?;
             let grids = encoder.embed_grids_at_layers(&[input], &layers)?;
             for (l, mut g) in grids.into_iter().enumerate() {
                 per_layer[l].push((id, frame, g.remove(0)));

@@ -4,25 +4,47 @@
 //! at most `max_wait` (or until `max_batch`), drops requests whose caller has gone (a cancelled
 //! call costs no forward pass), and answers each caller through its own channel. While a pass
 //! runs, new requests queue up and form the next batch at once, so under load batches fill
-//! without waiting.
+//! without waiting. How inputs are made, grouped by size and unpacked is the indexer's
+//! ([`pixdex_indexer::batch`]); this module only schedules them.
 
-use pixdex_indexer::encoder::{ImageEmbedding, PixioEncoder};
+use pixdex_core::PatchGrid;
+use pixdex_indexer::batch::{embed_images, embed_region_grids, group_by_size, input_size};
+use pixdex_indexer::encoder::{Encoder, ImageEmbedding};
 use pixio::Tensor;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use crate::config::BatchingConfig;
 use crate::status::ServiceError;
 
-struct Pending {
-    /// One preprocessed image, or an image with its dedup views.
-    input: Vec<Tensor>,
-    /// A region input: answered with its region grid as `patches`.
-    region: bool,
-    reply: oneshot::Sender<Result<ImageEmbedding, ServiceError>>,
+/// One caller's request.
+enum Pending {
+    /// One square input, or an image with its dedup views: answered with its embedding.
+    Square { inputs: Vec<Tensor>, reply: oneshot::Sender<Result<ImageEmbedding, ServiceError>> },
+    /// A region input: answered with its region grid.
+    Region { input: Tensor, reply: oneshot::Sender<Result<PatchGrid, ServiceError>> },
+}
+
+impl Pending {
+    fn is_abandoned(&self) -> bool {
+        match self {
+            Pending::Square { reply, .. } => reply.is_closed(),
+            Pending::Region { reply, .. } => reply.is_closed(),
+        }
+    }
+
+    /// Which pass it can share: the kind and the input size.
+    fn pass_key(&self) -> (bool, Vec<usize>) {
+        match self {
+            Pending::Square { inputs, .. } => {
+                (false, inputs.first().map(|t| input_size(t).to_vec()).unwrap_or_default())
+            }
+            Pending::Region { input, .. } => (true, input_size(input).to_vec()),
+        }
+    }
 }
 
 /// Counters that show batching at work.
@@ -41,47 +63,47 @@ pub(crate) struct QueryBatcher {
 }
 
 impl QueryBatcher {
-    pub(crate) fn start(encoder: Arc<PixioEncoder>, config: BatchingConfig) -> std::io::Result<Self> {
+    pub(crate) fn start(encoder: Arc<dyn Encoder>, config: BatchingConfig) -> std::io::Result<Self> {
         let (tx, rx) = std::sync::mpsc::sync_channel(config.max_queue.max(1));
         let counters = Arc::new(BatcherCounters::default());
         let thread_counters = counters.clone();
         std::thread::Builder::new()
             .name("pixdex-query-encoder".into())
-            .spawn(move || run(&encoder, &rx, config, &thread_counters))?;
+            .spawn(move || run(&*encoder, &rx, config, &thread_counters))?;
         Ok(Self { tx, counters })
     }
 
-    /// Embeds one preprocessed image (`[3, H, W]`, or the three views of
-    /// [`PixioEncoder::prepare_views`]), sharing a forward pass with concurrent calls.
-    pub(crate) async fn embed(&self, input: Vec<Tensor>) -> Result<ImageEmbedding, ServiceError> {
-        self.send(input, false).await
-    }
-
-    /// Embeds one region input ([`PixioEncoder::prepare_region`] or `prepare_grid`): the
-    /// answer's `patches` is its region grid ([`PixioEncoder::embed_region_grids`]).
-    pub(crate) async fn embed_region(&self, input: Tensor) -> Result<ImageEmbedding, ServiceError> {
-        self.send(vec![input], true).await
-    }
-
-    async fn send(&self, input: Vec<Tensor>, region: bool) -> Result<ImageEmbedding, ServiceError> {
+    /// Embeds one image given as its square input(s) ([`pixdex_indexer::inputs::ModelInputs`]'s
+    /// `square`), sharing a forward pass with concurrent calls.
+    pub(crate) async fn embed(&self, inputs: Vec<Tensor>) -> Result<ImageEmbedding, ServiceError> {
         let (reply, answer) = oneshot::channel();
-        match self.tx.try_send(Pending { input, region, reply }) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                return Err(ServiceError::Unavailable("too many queries waiting for the encoder; retry".into()));
+        self.send(Pending::Square { inputs, reply })?;
+        answer.await.unwrap_or_else(|_| Err(dropped()))
+    }
+
+    /// The region grid of one grid-sized input (an image's region input or a region query at
+    /// one grid size), sharing a forward pass with concurrent calls of the same size.
+    pub(crate) async fn embed_region(&self, input: Tensor) -> Result<PatchGrid, ServiceError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Pending::Region { input, reply })?;
+        answer.await.unwrap_or_else(|_| Err(dropped()))
+    }
+
+    fn send(&self, pending: Pending) -> Result<(), ServiceError> {
+        self.tx.try_send(pending).map_err(|e| match e {
+            TrySendError::Full(_) => {
+                ServiceError::Unavailable("too many queries waiting for the encoder; retry".into())
             }
-            Err(TrySendError::Disconnected(_)) => {
-                return Err(ServiceError::Internal("the encoder thread stopped".into()));
-            }
-        }
-        match answer.await {
-            Ok(result) => result,
-            Err(_) => Err(ServiceError::Internal("the encoder thread dropped a query".into())),
-        }
+            TrySendError::Disconnected(_) => ServiceError::Internal("the encoder thread stopped".into()),
+        })
     }
 }
 
-fn run(encoder: &PixioEncoder, rx: &Receiver<Pending>, config: BatchingConfig, counters: &BatcherCounters) {
+fn dropped() -> ServiceError {
+    ServiceError::Internal("the encoder thread dropped a query".into())
+}
+
+fn run(encoder: &dyn Encoder, rx: &Receiver<Pending>, config: BatchingConfig, counters: &BatcherCounters) {
     let max_batch = config.max_batch.max(1);
     while let Ok(first) = rx.recv() {
         let deadline = Instant::now() + config.max_wait;
@@ -92,44 +114,102 @@ fn run(encoder: &PixioEncoder, rx: &Receiver<Pending>, config: BatchingConfig, c
                 Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
             }
         }
-        batch.retain(|p| !p.reply.is_closed());
-        // Inputs of one shape go in one pass (the preprocessor gives every image the same size;
-        // this keeps it correct if that ever changes).
-        while !batch.is_empty() {
-            let dims = batch[0].input.first().map(|t| t.dims().to_vec()).unwrap_or_default();
-            let region = batch[0].region;
-            let (same, rest): (Vec<Pending>, Vec<Pending>) = batch
-                .into_iter()
-                .partition(|p| p.region == region && p.input.first().is_some_and(|t| t.dims() == dims));
-            batch = rest;
-            embed_group(encoder, same, counters);
+        batch.retain(|p| !p.is_abandoned());
+        // Inputs of one kind and size go in one pass (the preprocessor gives every square
+        // input the same size; region queries come in many grid sizes).
+        for group in group_by_size(batch, Pending::pass_key) {
+            embed_group(encoder, group, counters);
         }
     }
 }
 
-fn embed_group(encoder: &PixioEncoder, group: Vec<Pending>, counters: &BatcherCounters) {
+/// One forward pass over a group of one kind and input size; each caller gets its answer.
+fn embed_group(encoder: &dyn Encoder, group: Vec<Pending>, counters: &BatcherCounters) {
     let started = Instant::now();
-    let results = if group.first().is_some_and(|p| p.region) {
-        let inputs: Vec<Tensor> = group.iter().flat_map(|p| p.input.iter().cloned()).collect();
-        encoder.embed_region_images(&inputs)
-    } else {
-        let inputs: Vec<Vec<Tensor>> = group.iter().map(|p| p.input.clone()).collect();
-        encoder.embed_images(&inputs)
-    };
-    counters.forward_passes.fetch_add(1, Ordering::Relaxed);
-    counters.embeddings.fetch_add(group.len() as u64, Ordering::Relaxed);
-    tracing::debug!(batch = group.len(), ms = started.elapsed().as_millis() as u64, "query forward pass");
+    let images = group.len();
+    let mut squares = Vec::new();
+    let mut regions = Vec::new();
+    for p in group {
+        match p {
+            Pending::Square { inputs, reply } => squares.push((inputs, reply)),
+            Pending::Region { input, reply } => regions.push((input, reply)),
+        }
+    }
+    if !squares.is_empty() {
+        let (inputs, replies): (Vec<Vec<Tensor>>, Vec<_>) = squares.into_iter().unzip();
+        let inputs: Vec<&[Tensor]> = inputs.iter().map(Vec::as_slice).collect();
+        let results =
+            embed_images(encoder, &inputs).map(|r| r.into_iter().map(|r| r.map_err(ServiceError::Model)).collect());
+        answer(replies, results);
+    }
+    if !regions.is_empty() {
+        let (inputs, replies): (Vec<Tensor>, Vec<_>) = regions.into_iter().unzip();
+        answer(replies, embed_region_grids(encoder, &inputs).map(|grids| grids.into_iter().map(Ok).collect()));
+    }
+    forward_pass_done(counters, images, started.elapsed());
+}
+
+/// Sends each caller its result, or the pass's error to all of them.
+fn answer<T>(
+    replies: Vec<oneshot::Sender<Result<T, ServiceError>>>,
+    results: pixio::Result<Vec<Result<T, ServiceError>>>,
+) {
     match results {
         Ok(results) => {
-            for (p, r) in group.into_iter().zip(results) {
-                let _ = p.reply.send(r.map_err(ServiceError::Model));
+            for (reply, r) in replies.into_iter().zip(results) {
+                let _ = reply.send(r);
             }
         }
         Err(e) => {
             let msg = e.to_string();
-            for p in group {
-                let _ = p.reply.send(Err(ServiceError::Internal(format!("forward pass failed: {msg}"))));
+            for reply in replies {
+                let _ = reply.send(Err(ServiceError::Internal(format!("forward pass failed: {msg}"))));
             }
         }
+    }
+}
+
+/// Where a forward pass over a group completes: counts it (and its images) for the stats.
+fn forward_pass_done(counters: &BatcherCounters, images: usize, elapsed: Duration) {
+    counters.forward_passes.fetch_add(1, Ordering::Relaxed);
+    counters.embeddings.fetch_add(images as u64, Ordering::Relaxed);
+    tracing::debug!(batch = images, ms = elapsed.as_millis() as u64, "query forward pass");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pixdex_indexer::testing::FakeEncoder;
+
+    fn square(encoder: &FakeEncoder, rgb: [u8; 3], views: bool) -> Vec<Tensor> {
+        let img = image::DynamicImage::ImageRgb8(image::RgbImage::from_pixel(9, 7, image::Rgb(rgb)));
+        encoder.prepare_square(&img, views).unwrap()
+    }
+
+    /// Concurrent queries of one kind and size share a pass; another kind or size gets its own,
+    /// and each caller gets its own answer.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_queries_share_a_forward_pass_per_kind_and_size() {
+        let fake = FakeEncoder::default();
+        let (red, blue) = (square(&fake, [200, 10, 10], false), square(&fake, [10, 10, 200], true));
+        let img = image::DynamicImage::ImageRgb8(image::RgbImage::from_pixel(9, 7, image::Rgb([5, 90, 5])));
+        let (small, large) = (fake.prepare_grid(&img, 2, 3).unwrap(), fake.prepare_grid(&img, 3, 3).unwrap());
+        let config = BatchingConfig { max_batch: 16, max_wait: Duration::from_millis(300), max_queue: 16 };
+        let batcher = QueryBatcher::start(Arc::new(FakeEncoder::default()), config).unwrap();
+        let (r, b, r2, g1, g2) = tokio::join!(
+            batcher.embed(red.clone()),
+            batcher.embed(blue),
+            batcher.embed(red),
+            batcher.embed_region(small),
+            batcher.embed_region(large),
+        );
+        let (r, b, r2) = (r.unwrap(), b.unwrap(), r2.unwrap());
+        assert_eq!(r.global, r2.global);
+        assert_ne!(r.global, b.global);
+        assert!(r.views.is_none() && b.views.is_some());
+        assert_eq!((g1.unwrap().rows(), g2.unwrap().rows()), (2, 3));
+        // Squares in one pass, then one region pass per grid size.
+        assert_eq!(batcher.counters.forward_passes.load(Ordering::Relaxed), 3);
+        assert_eq!(batcher.counters.embeddings.load(Ordering::Relaxed), 5);
     }
 }

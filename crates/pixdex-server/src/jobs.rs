@@ -3,7 +3,7 @@
 
 use parking_lot::Mutex;
 use pixdex_core::Collection;
-use pixdex_indexer::encoder::PixioEncoder;
+use pixdex_indexer::encoder::Encoder;
 use pixdex_indexer::pipeline::{FileOutcome, IndexOptions, IndexReport, Progress, ProgressEvent, run_index_job};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -189,7 +189,7 @@ impl IndexJobs {
     pub(crate) fn start(
         &self,
         collection: Arc<Collection>,
-        encoder: Arc<PixioEncoder>,
+        encoder: Arc<dyn Encoder>,
         options: IndexOptions,
     ) -> Result<Arc<IndexJob>, ServiceError> {
         let mut list = self.inner.lock();
@@ -203,7 +203,7 @@ impl IndexJobs {
         let job = Arc::new(IndexJob::new(format!("job-{}", list.next), options.crawl.roots.clone()));
         let worker = job.clone();
         let task = tokio::task::spawn_blocking(move || {
-            let result = run_index_job(&collection, &encoder, &options, &*worker, &worker.cancel);
+            let result = run_index_job(&collection, &*encoder, &options, &*worker, &worker.cancel);
             if let Err(e) = &result {
                 tracing::error!(job = %worker.id, error = %e, "index job failed");
             }

@@ -2,7 +2,8 @@
 
 use pixdex_core::{Collection, ImageId, ImageRecord, RegionGrid, UnitVector};
 use pixdex_indexer::decode::{DecodeLimits, decode_bytes};
-use pixdex_indexer::encoder::{ImageEmbedding, PixioEncoder};
+use pixdex_indexer::encoder::{Encoder, ImageEmbedding};
+use pixdex_indexer::inputs::{InputKinds, ModelInputs};
 use std::sync::{Arc, OnceLock};
 use tokio_util::sync::CancellationToken;
 
@@ -12,9 +13,9 @@ use crate::jobs::IndexJobs;
 use crate::pb;
 use crate::status::ServiceError;
 
-/// The loaded model and its query batcher.
+/// The loaded model and its query batcher. The server knows the model only as an [`Encoder`].
 pub(crate) struct LoadedModel {
-    pub(crate) encoder: Arc<PixioEncoder>,
+    pub(crate) encoder: Arc<dyn Encoder>,
     pub(crate) batcher: QueryBatcher,
 }
 
@@ -72,7 +73,7 @@ impl AppState {
         bytes: Arc<Vec<u8>>,
         with_views: bool,
     ) -> Result<(ImageEmbedding, (u32, u32)), ServiceError> {
-        let (e, size, _) = self.embed_bytes_with(bytes, with_views, false).await?;
+        let (e, size, _) = self.embed_bytes_with(bytes, InputKinds { views: with_views, region: false }).await?;
         Ok((e, size))
     }
 
@@ -82,14 +83,15 @@ impl AppState {
         &self,
         bytes: Arc<Vec<u8>>,
     ) -> Result<(ImageEmbedding, (u32, u32), Option<RegionGrid>), ServiceError> {
-        self.embed_bytes_with(bytes, true, true).await
+        self.embed_bytes_with(bytes, InputKinds::STORED).await
     }
 
+    /// Decodes `bytes`, makes the inputs `kinds` asks for ([`ModelInputs::of`], as the index
+    /// pipeline does) and embeds them through the batcher.
     async fn embed_bytes_with(
         &self,
         bytes: Arc<Vec<u8>>,
-        with_views: bool,
-        with_region: bool,
+        kinds: InputKinds,
     ) -> Result<(ImageEmbedding, (u32, u32), Option<RegionGrid>), ServiceError> {
         let model = self.model()?;
         if bytes.is_empty() {
@@ -101,31 +103,20 @@ impl AppState {
             .acquire()
             .await
             .map_err(|_| ServiceError::Unavailable("the server is shutting down".into()))?;
-        let (input, size, region) = tokio::task::spawn_blocking(move || {
+        let (inputs, size) = tokio::task::spawn_blocking(move || {
             let decoded = decode_bytes(&bytes, DecodeLimits::default())?;
             let size = (decoded.image.width(), decoded.image.height());
-            let input = if with_views {
-                encoder.prepare_views(&decoded.image)?
-            } else {
-                vec![encoder.prepare(&decoded.image)?]
-            };
-            let region = match with_region {
-                true => Some(encoder.prepare_region(&decoded.image, decoded.orientation)?),
-                false => None,
-            };
-            Ok::<_, ServiceError>((input, size, region))
+            Ok::<_, ServiceError>((ModelInputs::of(&*encoder, &decoded, kinds)?, size))
         })
         .await
         .map_err(|e| ServiceError::Internal(format!("decoding task: {e}")))??;
         // Only decoding is bounded here: the batcher bounds the rest, and holding the permit
         // through the forward pass would cap batches at the permit count.
         drop(permit);
-        let embedding = model.batcher.embed(input).await?;
-        let region = match region {
-            // The region input goes through the batcher alone; its patch grid is the region grid.
-            Some((tensor, frame)) => {
-                Some(RegionGrid { frame, tokens: model.batcher.embed_region(tensor).await?.patches })
-            }
+        let embedding = model.batcher.embed(inputs.square).await?;
+        let region = match inputs.region {
+            // The region input goes through the batcher alone (its own size and pass).
+            Some(r) => Some(RegionGrid { frame: r.frame, tokens: model.batcher.embed_region(r.input).await? }),
             None => None,
         };
         Ok((embedding, size, region))

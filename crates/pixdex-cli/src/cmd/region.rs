@@ -5,7 +5,7 @@
 use anyhow::Context;
 use pixdex_core::{PixelBox, RegionQuery};
 use pixdex_indexer::decode::{DecodeLimits, decode_path};
-use pixdex_indexer::region_query::{RegionCrop, search_region};
+use pixdex_indexer::region_crop::{RegionCrop, search_region};
 use pixdex_server::pb;
 use serde::Serialize;
 use std::process::ExitCode;

@@ -3,13 +3,16 @@
 
 use anyhow::Context;
 use pixdex_core::{Collection, SimilarQuery};
+use pixdex_indexer::batch::embed_images;
 use pixdex_indexer::decode::{DecodeLimits, decode_path};
 use pixdex_indexer::encoder::PixioEncoder;
+use pixdex_indexer::inputs::{InputKinds, ModelInputs};
 use pixdex_server::pb;
 use serde::Serialize;
 use std::process::ExitCode;
 
 use crate::args::{DbArgs, ModelArgs, SearchArgs};
+use crate::cmd::embed::load_encoder;
 use crate::cmd::print_results;
 use crate::remote;
 
@@ -30,27 +33,24 @@ pub fn run(args: SearchArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Opens the collection and loads the model to query it with: the collection's own unless
-/// `--model` names another (which must be the same model).
+/// `--model` names another (which must be the same model: same weights, embedding and
+/// dimension, as the server checks it).
 pub fn open_for_query(db: &DbArgs, model: &ModelArgs) -> anyhow::Result<(Collection, PixioEncoder)> {
     let db = db.dir()?;
     let collection = Collection::open(&db).with_context(|| format!("opening collection {}", db.display()))?;
-    let (device, dtype) = model.device()?;
     // The collection pins its model; that is the default query model.
-    let source = model.source(&collection.config().model)?;
-    let encoder = PixioEncoder::load(&source, &device, dtype).with_context(|| format!("loading model {source}"))?;
-    let wanted = encoder.collection_config();
-    let pinned = collection.config();
-    if wanted.model_fingerprint != pinned.model_fingerprint || wanted.embedding != pinned.embedding {
-        anyhow::bail!("collection {} was built with {}; query with that model (--model)", db.display(), pinned.model);
-    }
+    let encoder = load_encoder(model, &collection.config().model)?;
+    collection.config().ensure_compatible(&encoder.collection_config()).with_context(|| {
+        format!("collection {} was built with another model; query with that model (--model)", db.display())
+    })?;
     Ok((collection, encoder))
 }
 
 fn search_offline(args: &SearchArgs) -> anyhow::Result<Vec<Result_>> {
     let (collection, encoder) = open_for_query(&args.db, &args.model)?;
     let image = decode_path(&args.image, DecodeLimits::default())?;
-    let input = encoder.prepare(&image.image)?;
-    let (global, _) = encoder.embed(&[input])?.pop().context("no embedding")??;
+    let inputs = ModelInputs::of(&encoder, &image, InputKinds::QUERY)?;
+    let global = embed_images(&encoder, &[&inputs.square])?.pop().context("no embedding")??.global;
     let hits = collection.search_similar(&global, &SimilarQuery { k: args.k, ..Default::default() })?;
     Ok(hits
         .into_iter()

@@ -80,15 +80,7 @@ async fn upsert(state: &AppState, request: pb::UpsertImageRequest) -> Result<pb:
     let bytes = Arc::new(image);
     let hash = *blake3::hash(&bytes).as_bytes();
     // Identical bytes already embedded: copy their vectors instead of a forward pass.
-    let mut source = None;
-    for id in collection.ids_by_hash(&hash)? {
-        if collection.global_vector(id)?.is_some()
-            && let Some(record) = collection.get(id)?
-        {
-            source = Some((id, record));
-            break;
-        }
-    }
+    let source = pixdex_indexer::reuse::find_reusable(&collection, &hash, Default::default())?;
     let (embedding, (width, height)) = match &source {
         Some((id, record)) => (Embedding::CopyOf(*id), (record.width, record.height)),
         None => {

@@ -9,7 +9,7 @@ use pixdex_core::{
 };
 use pixdex_indexer::decode::{DecodeLimits, DecodedImage, decode_bytes};
 use pixdex_indexer::encoder::REGION_LONG_SIDE;
-use pixdex_indexer::region_query::RegionCrop;
+use pixdex_indexer::region_crop::RegionCrop;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -128,7 +128,7 @@ pub(crate) async fn region_search(
             let input = model.encoder.prepare_grid(&crop.image, rows, cols)?;
             // A blocking-pool thread may wait on the async batcher; the forward pass is shared with
             // concurrent queries of the same grid size.
-            Ok(runtime.block_on(model.batcher.embed_region(input))?.patches)
+            runtime.block_on(model.batcher.embed_region(input))
         };
         collection.search_region(crop.size(), &mut embed, &query)
     })

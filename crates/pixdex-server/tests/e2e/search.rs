@@ -47,8 +47,9 @@ async fn index_then_search_upsert_and_delete() {
 
     // By vector: the test computes the embedding itself, the answer is the same.
     let encoder = load_tiny_model();
-    let img = pixdex_indexer::decode::decode_bytes(&bytes, Default::default()).unwrap().image;
-    let (global, _) = encoder.embed(&[encoder.prepare(&img).unwrap()]).unwrap().remove(0).unwrap();
+    let img = pixdex_indexer::decode::decode_bytes(&bytes, Default::default()).unwrap();
+    let inputs = pixdex_indexer::inputs::ModelInputs::of(&encoder, &img, Default::default()).unwrap();
+    let global = pixdex_indexer::batch::embed_images(&encoder, &[&inputs.square]).unwrap().remove(0).unwrap().global;
     let by_vector = pb::SearchRequest {
         query: Some(pb::search_request::Query::Vector(pb::Vector { values: global.as_slice().to_vec() })),
         k: 5,

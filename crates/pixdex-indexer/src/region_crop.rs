@@ -1,12 +1,15 @@
-//! Region queries as the server, the CLI and the benchmarks make them: cut the query region out
-//! of a decoded image (a box given in the file's stored pixels), and embed it at the grid sizes
-//! region search asks for.
+//! Cutting and embedding a region query, as the server, the CLI and the benchmarks make it: cut
+//! the query region out of a decoded image (a box given in the file's stored pixels), and embed
+//! it at the grid sizes region search asks for. (Storing and searching region grids is
+//! `pixdex_core`'s.)
 
 use image::DynamicImage;
 use pixdex_core::{Collection, PatchGrid, PixelBox, RegionFrame, RegionHit, RegionQuery};
+use pixio::Tensor;
 
+use crate::batch::embed_region_grids;
 use crate::decode::DecodedImage;
-use crate::encoder::PixioEncoder;
+use crate::encoder::Encoder;
 use crate::error::{Error, Result};
 
 /// The query region, upright.
@@ -46,11 +49,14 @@ impl RegionCrop {
         (self.image.width(), self.image.height())
     }
 
-    /// The region's full-precision patch grid at `rows × cols` patches.
-    pub fn embed(&self, encoder: &PixioEncoder, rows: usize, cols: usize) -> Result<PatchGrid> {
-        let input = encoder.prepare_grid(&self.image, rows, cols)?;
-        encoder
-            .embed_region_grids(&[input])?
+    /// The model input of the region at `rows × cols` patches.
+    pub fn input(&self, encoder: &dyn Encoder, rows: usize, cols: usize) -> pixio::Result<Tensor> {
+        encoder.prepare_grid(&self.image, rows, cols)
+    }
+
+    /// The region's full-precision patch grid at `rows × cols` patches (one forward pass).
+    pub fn embed(&self, encoder: &dyn Encoder, rows: usize, cols: usize) -> Result<PatchGrid> {
+        embed_region_grids(encoder, &[self.input(encoder, rows, cols)?])?
             .pop()
             .ok_or_else(|| Error::Encoder(pixio::Error::Input("no output".into())))
     }
@@ -60,7 +66,7 @@ impl RegionCrop {
 /// benchmarks; the server goes through its batcher instead).
 pub fn search_region(
     collection: &Collection,
-    encoder: &PixioEncoder,
+    encoder: &dyn Encoder,
     crop: &RegionCrop,
     query: &RegionQuery,
 ) -> Result<Vec<RegionHit>> {

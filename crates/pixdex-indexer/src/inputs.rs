@@ -1,0 +1,97 @@
+//! The one way from a decoded image to its model inputs, for indexing and for queries alike:
+//! the square input (with the dedup views when asked) and the aspect-kept region input with the
+//! frame its grid covers.
+
+use pixdex_core::{RegionFrame, region_grid_shape};
+use pixio::Tensor;
+
+use crate::decode::DecodedImage;
+use crate::encoder::Encoder;
+
+/// Which inputs to make besides the square one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InputKinds {
+    /// The mirrored and grayscale square views (duplicate detection).
+    pub views: bool,
+    /// The aspect-kept region input (region search).
+    pub region: bool,
+}
+
+impl InputKinds {
+    /// A similarity query: the square input only.
+    pub const QUERY: Self = Self { views: false, region: false };
+    /// An image to store, as the index pipeline stores images: views and region grid.
+    pub const STORED: Self = Self { views: true, region: true };
+}
+
+/// An image's region input: the upright image at [`Encoder::region_long_side`], aspect kept.
+#[derive(Debug, Clone)]
+pub struct RegionInput {
+    /// `[3, rows·P, cols·P]`.
+    pub input: Tensor,
+    /// The upright image the grid covers, and its EXIF orientation.
+    pub frame: RegionFrame,
+}
+
+impl RegionInput {
+    /// The region input of one decoded image.
+    pub fn of(encoder: &dyn Encoder, decoded: &DecodedImage) -> pixio::Result<Self> {
+        let (w, h) = (decoded.image.width(), decoded.image.height());
+        let (rows, cols) = region_grid_shape(w, h, encoder.patch_size(), encoder.region_long_side());
+        let frame = RegionFrame { width: w, height: h, orientation: decoded.orientation.to_exif() };
+        Ok(Self { input: encoder.prepare_grid(&decoded.image, rows, cols)?, frame })
+    }
+}
+
+/// Everything the encoder needs for one image.
+#[derive(Debug, Clone)]
+pub struct ModelInputs {
+    /// The square input, followed by the mirrored and grayscale views when asked.
+    pub square: Vec<Tensor>,
+    /// The region input, when asked.
+    pub region: Option<RegionInput>,
+}
+
+impl ModelInputs {
+    /// The inputs `kinds` asks for, from one decoded (upright) image.
+    pub fn of(encoder: &dyn Encoder, decoded: &DecodedImage, kinds: InputKinds) -> pixio::Result<Self> {
+        let square = encoder.prepare_square(&decoded.image, kinds.views)?;
+        let region = match kinds.region {
+            true => Some(RegionInput::of(encoder, decoded)?),
+            false => None,
+        };
+        Ok(Self { square, region })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::embed_images;
+    use crate::decode::{DecodeLimits, decode_path};
+    use crate::encoder::PixioEncoder;
+    use std::path::Path;
+
+    /// The square input made with the dedup views starts with exactly the plain query input, so
+    /// an image indexed with views and the same image as a query get the same global vector.
+    #[test]
+    fn the_views_input_starts_with_the_query_input_and_embeds_the_same() {
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/pixio");
+        let source = pixio::WeightSource::Dir(fixtures.join("models/a-hub"));
+        let encoder = PixioEncoder::load(&source, &pixio::Device::Cpu, pixio::DType::F32).unwrap();
+        let decoded = decode_path(&fixtures.join("images/exif_rot6.jpg"), DecodeLimits::default()).unwrap();
+        let query = ModelInputs::of(&encoder, &decoded, InputKinds::QUERY).unwrap();
+        let stored = ModelInputs::of(&encoder, &decoded, InputKinds::STORED).unwrap();
+        assert_eq!((query.square.len(), stored.square.len()), (1, 3));
+        assert!(query.region.is_none());
+        let diff = (&query.square[0] - &stored.square[0]).unwrap().abs().unwrap().max_all().unwrap();
+        assert_eq!(diff.to_scalar::<f32>().unwrap(), 0.0);
+        let region = stored.region.unwrap();
+        assert_eq!((region.frame.width, region.frame.height), (24, 40), "the upright image's frame");
+        let embedded = embed_images(&encoder, &[&query.square, &stored.square]).unwrap();
+        let (q, s) = (embedded[0].as_ref().unwrap(), embedded[1].as_ref().unwrap());
+        let cos = q.global.dot(s.global.as_slice());
+        assert!(cos > 1.0 - 1e-6, "cosine {cos}");
+        assert!(q.views.is_none() && s.views.is_some());
+    }
+}

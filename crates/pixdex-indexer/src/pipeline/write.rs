@@ -1,0 +1,135 @@
+//! Writing a batch: embed the prepared inputs (one forward pass per input size), then commit
+//! the new vectors, the copies and the failures in one transaction; and fitting a new
+//! collection's region reduction before the first batch.
+
+use pixdex_core::{Collection, Embedding, ImageRecord, ImageStatus, NewImage, RegionGrid};
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use crate::batch::{embed_all, embed_all_regions};
+use crate::crawl::FoundFile;
+use crate::decode::decode_path;
+use crate::encoder::Encoder;
+use crate::error::Result;
+use crate::inputs::{InputKinds, ModelInputs, RegionInput};
+use crate::reuse::find_reusable;
+
+use super::change::Prepared;
+use super::{FileOutcome, IndexOptions, IndexReport, Progress, ProgressEvent};
+
+/// Embeds the pending inputs and commits them with the copies and failures in one transaction.
+pub(super) fn write_batch(
+    collection: &Collection,
+    encoder: &dyn Encoder,
+    kinds: InputKinds,
+    pending: Vec<Prepared>,
+    progress: &dyn Progress,
+    report: &mut IndexReport,
+) -> Result<()> {
+    let mut upserts = Vec::with_capacity(pending.len());
+    let mut outcomes = Vec::with_capacity(pending.len());
+    let mut to_embed: Vec<(ImageRecord, ModelInputs)> = Vec::new();
+    let mut region_inputs: Vec<(PathBuf, RegionInput)> = Vec::new();
+    for p in pending {
+        match p {
+            Prepared::Embed { record, mut inputs } => {
+                if let Some(r) = inputs.region.take() {
+                    region_inputs.push((record.path.clone(), r));
+                }
+                to_embed.push((record, inputs));
+            }
+            Prepared::Copy { record } => {
+                // The image found when the file was prepared may have been replaced by an
+                // earlier batch of this job: use any image that still has these bytes, else
+                // leave the file for the next run.
+                match find_reusable(collection, &record.blake3, kinds)? {
+                    Some((source, _)) => {
+                        outcomes.push((record.path.clone(), FileOutcome::Copied));
+                        upserts.push(NewImage { record, embedding: Embedding::CopyOf(source) });
+                    }
+                    None => outcomes.push((
+                        record.path.clone(),
+                        FileOutcome::Failed("its copy changed during the job; it is embedded on the next run".into()),
+                    )),
+                }
+            }
+            Prepared::Touched { id, record } => {
+                collection.update_record(id, &record)?;
+                report.touched += 1;
+                progress.event(&ProgressEvent::File { path: record.path, outcome: FileOutcome::Touched });
+            }
+            Prepared::Failed { path, record, error } => {
+                outcomes.push((path, FileOutcome::Failed(error)));
+                if let Some(record) = record {
+                    upserts.push(NewImage { record, embedding: Embedding::None });
+                }
+            }
+        }
+    }
+    let span = tracing::info_span!("embed_batch", images = to_embed.len(), regions = region_inputs.len());
+    let (mut regions, embedded) = span.in_scope(|| -> Result<_> {
+        let regions: HashMap<PathBuf, RegionGrid> = embed_all_regions(encoder, region_inputs, |(_, r)| &r.input)?
+            .into_iter()
+            .map(|((path, r), tokens)| (path, RegionGrid { frame: r.frame, tokens }))
+            .collect();
+        Ok((regions, embed_all(encoder, to_embed, |(_, inputs)| &inputs.square)?))
+    })?;
+    for ((mut record, _), result) in embedded {
+        match result {
+            Ok(e) => {
+                outcomes.push((record.path.clone(), FileOutcome::Embedded));
+                let region = regions.remove(&record.path);
+                let embedding =
+                    Embedding::Computed { global: e.global, patches: Some(e.patches), views: e.views, region };
+                upserts.push(NewImage { record, embedding });
+            }
+            Err(e) => {
+                outcomes.push((record.path.clone(), FileOutcome::Failed(e.to_string())));
+                record.status = ImageStatus::Failed { error: e.to_string() };
+                upserts.push(NewImage { record, embedding: Embedding::None });
+            }
+        }
+    }
+    if !upserts.is_empty() {
+        tracing::info_span!("commit", images = upserts.len()).in_scope(|| collection.commit(upserts, &[]))?;
+    }
+    for (path, outcome) in outcomes {
+        match &outcome {
+            FileOutcome::Embedded => report.embedded += 1,
+            FileOutcome::Copied => report.copied += 1,
+            FileOutcome::Touched => report.touched += 1,
+            FileOutcome::Failed(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "image failed");
+                report.failed.push((path.clone(), e.clone()));
+            }
+        }
+        progress.event(&ProgressEvent::File { path, outcome });
+    }
+    Ok(())
+}
+
+/// Images whose region grids fit a new collection's region reduction.
+pub const REDUCTION_SAMPLE: usize = 48;
+
+/// Fits the collection's region reduction on the region grids of up to [`REDUCTION_SAMPLE`]
+/// images spread over the job (one extra forward pass each, once per collection), so that the
+/// reduction reflects the library rather than its first folder. Files that fail are skipped;
+/// the pipeline records them.
+pub(super) fn fit_region_reduction(
+    collection: &Collection,
+    encoder: &dyn Encoder,
+    files: &[FoundFile],
+    options: &IndexOptions,
+) -> Result<()> {
+    let step = files.len().div_ceil(REDUCTION_SAMPLE).max(1);
+    let mut grids = Vec::new();
+    for file in files.iter().step_by(step) {
+        let Ok(decoded) = decode_path(&file.path, options.decode_limits) else { continue };
+        let Ok(region) = RegionInput::of(encoder, &decoded) else { continue };
+        grids.extend(crate::batch::embed_region_grids(encoder, &[region.input])?);
+    }
+    if !grids.is_empty() {
+        collection.ensure_region_reduction(&grids.iter().collect::<Vec<_>>())?;
+    }
+    Ok(())
+}
