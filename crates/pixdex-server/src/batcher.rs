@@ -32,6 +32,8 @@ pub(crate) struct BatcherCounters {
     pub(crate) embeddings: AtomicU64,
     /// Forward passes they took.
     pub(crate) forward_passes: AtomicU64,
+    /// Inputs per forward pass, for the metrics.
+    pub(crate) batch_sizes: crate::metrics::BatchSizes,
 }
 
 /// Handle to the batching thread (which ends when the last handle is dropped).
@@ -118,6 +120,7 @@ fn embed_group(encoder: &PixioEncoder, group: Vec<Pending>, counters: &BatcherCo
     };
     counters.forward_passes.fetch_add(1, Ordering::Relaxed);
     counters.embeddings.fetch_add(group.len() as u64, Ordering::Relaxed);
+    counters.batch_sizes.observe(group.len());
     tracing::debug!(batch = group.len(), ms = started.elapsed().as_millis() as u64, "query forward pass");
     match results {
         Ok(results) => {
