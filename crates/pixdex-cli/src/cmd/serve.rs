@@ -3,31 +3,14 @@
 
 use anyhow::Context;
 use pixdex_indexer::encoder::PixioEncoder;
-use pixdex_server::{BatchingConfig, ModelLoader, Server, ServerConfig};
+use pixdex_server::{ModelLoader, Server};
 use std::process::ExitCode;
-use std::time::Duration;
 use tokio::net::TcpListener;
 
 use crate::args::ServeArgs;
 
-/// The `--…` flags as the server's config (validated by clap's ranges).
-fn server_config(args: &ServeArgs) -> anyhow::Result<ServerConfig> {
-    let mut config = ServerConfig::new(args.db.dir()?);
-    config.allowed_roots = args.allow_roots.clone();
-    config.allow_follow_symlinks = args.allow_follow_symlinks;
-    config.max_message_bytes = args.max_message_mb << 20;
-    config.batching = BatchingConfig {
-        max_batch: args.batch_max,
-        max_wait: Duration::from_millis(args.batch_wait_ms),
-        ..config.batching
-    };
-    config.index_batch_size = args.index_batch_size;
-    config.shutdown_grace = Duration::from_secs(args.shutdown_grace_s);
-    Ok(config)
-}
-
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let config = server_config(&args)?;
+    let config = args.config()?;
     // Open the device now: a typo or a missing GPU fails before the server listens.
     let (device, dtype) = args.model.device()?;
     let model = args.model;
@@ -46,6 +29,16 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let listener =
             TcpListener::bind(&args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
         let addr = listener.local_addr().context("reading the bound address")?;
+        let server = match &args.metrics_listen {
+            Some(metrics) => {
+                let listener =
+                    TcpListener::bind(metrics).await.with_context(|| format!("listening for metrics on {metrics}"))?;
+                let addr = listener.local_addr().context("reading the bound metrics address")?;
+                eprintln!("metrics on http://{addr}/metrics");
+                server.with_metrics_listener(listener)
+            }
+            None => server,
+        };
         let shutdown = shutdown_signal()?;
         eprintln!("listening on http://{addr}");
         server.serve(listener, loader, shutdown).await.with_context(|| format!("serving collection {}", db.display()))
