@@ -221,7 +221,8 @@ fn main() -> anyhow::Result<()> {
     }
     let url = format!("http://{}", listener.local_addr()?);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let loader: pixdex_server::ModelLoader = Box::new(move |_| Ok(encoder));
+    let loader: pixdex_server::ModelLoader =
+        Box::new(move |_| Ok(std::sync::Arc::new(encoder) as std::sync::Arc<dyn Encoder>));
     let server = server_rt.spawn(pixdex_server::serve(ServerConfig::new(&db), listener, loader, async {
         stopped.await.ok();
     }));

@@ -1,4 +1,13 @@
 //! `pixdex`: make image collections searchable by what they look like.
+//!
+//! **What it owns.** The `pixdex` binary: the command line (clap, `args/`) and one module per
+//! command in `cmd/`: `index`, `serve`, `search`, `region`, `dedup`, `embed`, `stats`. Each command
+//! turns its arguments into a config once, then works offline (it opens the collection itself,
+//! through `pixdex-core` and `pixdex-indexer`) or, with `--server URL`, through a running `pixdex
+//! serve` (`remote.rs`; requests are built and answers read with `pixdex_server::convert`, the
+//! conversions the server uses). `serve` runs `pixdex-server`. Terminal output (progress bars,
+//! reports, the dedup HTML page) and moving duplicates aside are the CLI's; it knows nothing of the
+//! other crates beyond their public API.
 
 mod args;
 mod cmd;
@@ -17,7 +26,12 @@ fn main() -> ExitCode {
     // A server reports what it does (listening, model loaded, jobs); the other commands only warn.
     let default_filter = match args.command {
         args::Command::Serve(_) => "warn,pixdex=info,pixdex_server=info",
-        _ => "warn",
+        args::Command::Embed(_)
+        | args::Command::Index(_)
+        | args::Command::Search(_)
+        | args::Command::Region(_)
+        | args::Command::Stats(_)
+        | args::Command::Dedup(_) => "warn",
     };
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -55,8 +69,9 @@ fn main() -> ExitCode {
                     );
                 } else if deduping {
                     eprintln!(
-                        "hint: probably `pixdex serve` (or `pixdex index`) holds it; `pixdex dedup` opens the \
-                         collection itself (it has no --server mode): stop the server, then run it again"
+                        "hint: probably `pixdex serve` holds it: run `pixdex dedup --server URL` to find the \
+                         duplicates through that server (e.g. --server http://127.0.0.1:50051, its --listen \
+                         address; or set PIXDEX_SERVER); reports and moves work the same"
                     );
                 } else {
                     eprintln!(

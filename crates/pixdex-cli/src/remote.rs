@@ -47,7 +47,11 @@ pub fn call_failed(what: &str, status: tonic::Status) -> anyhow::Error {
         Code::DeadlineExceeded => "deadline exceeded",
         Code::Cancelled => "cancelled",
         Code::Unimplemented => "not implemented by this server",
-        _ => "server error",
+        Code::Unauthenticated => "unauthenticated",
+        Code::AlreadyExists => "already exists",
+        Code::Aborted => "aborted",
+        Code::OutOfRange => "out of range",
+        Code::Ok | Code::Unknown | Code::Internal | Code::DataLoss => "server error",
     };
     let message = status.message();
     if message.is_empty() {

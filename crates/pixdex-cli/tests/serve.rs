@@ -309,3 +309,58 @@ fn serve_with_a_missing_model_fails_clearly() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("/no/such/model"), "{}", stderr(&out));
 }
+
+/// `GET /metrics` over a plain TCP connection: the body of a 200 answer.
+fn scrape(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("metrics endpoint reachable");
+    stream.set_read_timeout(Some(COMMAND_LIMIT)).unwrap();
+    write!(stream, "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("a whole response");
+    let (head, body) = response.split_once("\r\n\r\n").expect("headers, then the body");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    body.to_string()
+}
+
+#[test]
+fn serve_metrics_listen_exposes_prometheus_metrics_and_stats_count_failures_alike() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lib = make_library(&tmp.path().join("lib"), 2, (64, 48));
+    std::fs::write(lib.join("broken.jpg"), b"\xff\xd8\xff\xe0 not really a JPEG").unwrap();
+    let db = tmp.path().join("db");
+    let server = Server::start(&db, &lib, &["--metrics-listen", "127.0.0.1:0"]);
+    let metrics = server
+        .log()
+        .lines()
+        .find_map(|l| l.strip_prefix("metrics on http://").and_then(|a| a.strip_suffix("/metrics")).map(str::to_string))
+        .unwrap_or_else(|| panic!("no metrics address in the log:\n{}", server.log()));
+    assert!(metrics.starts_with("127.0.0.1:") && !metrics.ends_with(":0"), "{metrics}");
+
+    let url = server.url.clone();
+    let summary = stdout_of(&run_in(tmp.path(), &["index", "--server", &url, "lib", "-q"]), &server);
+    assert!(summary.contains("2 embedded") && summary.contains("1 failed"), "{summary}");
+    let served = json(&stdout_of(&run_in(tmp.path(), &["stats", "--server", &url, "--json"]), &server));
+    assert_eq!((served["images"].as_u64(), served["failed"].as_u64()), (Some(3), Some(1)), "{served}");
+
+    let text = scrape(&metrics);
+    for line in [
+        r#"pixdex_rpc_requests_total{code="OK",method="/pixdex.v1.IndexService/StartIndexJob"} 1"#,
+        // `index` reads the image count at its end, then `stats`.
+        r#"pixdex_rpc_requests_total{code="OK",method="/pixdex.v1.CollectionService/GetStats"} 2"#,
+        r#"pixdex_rpc_requests_total{code="OK",method="/pixdex.v1.IndexService/WatchIndexJob"} 1"#,
+        r#"pixdex_index_jobs_finished_total{state="succeeded"} 1"#,
+        r#"pixdex_index_files_total{outcome="failed"} 1"#,
+        "pixdex_collection_images 3",
+        "pixdex_collection_vectors 2",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no `{line}` in\n{text}");
+    }
+
+    // Offline, `failed` counts the same records.
+    server.terminate();
+    let out = output_within(pixdex_command().args(["stats", "--db", arg(&db), "--json"]), COMMAND_LIMIT);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let offline = json(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!((offline["images"].as_u64(), offline["failed"].as_u64()), (Some(3), Some(1)), "{offline}");
+}

@@ -54,6 +54,8 @@ pub(crate) struct BatcherCounters {
     pub(crate) embeddings: AtomicU64,
     /// Forward passes they took.
     pub(crate) forward_passes: AtomicU64,
+    /// Inputs per forward pass, for the metrics.
+    pub(crate) batch_sizes: crate::metrics::BatchSizes,
 }
 
 /// Handle to the batching thread (which ends when the last handle is dropped).
@@ -173,6 +175,7 @@ fn answer<T>(
 fn forward_pass_done(counters: &BatcherCounters, images: usize, elapsed: Duration) {
     counters.forward_passes.fetch_add(1, Ordering::Relaxed);
     counters.embeddings.fetch_add(images as u64, Ordering::Relaxed);
+    counters.batch_sizes.observe(images);
     tracing::debug!(batch = images, ms = elapsed.as_millis() as u64, "query forward pass");
 }
 

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::metrics::Metrics;
 use crate::pb;
 use crate::status::ServiceError;
 
@@ -19,6 +20,7 @@ use crate::status::ServiceError;
 pub(crate) struct IndexJob {
     pub(crate) id: String,
     roots: Vec<PathBuf>,
+    metrics: Arc<Metrics>,
     pub(crate) cancel: AtomicBool,
     status: Mutex<JobStatus>,
     /// Bumped at every status change; watchers wait on it.
@@ -45,7 +47,7 @@ struct JobStatus {
 }
 
 impl IndexJob {
-    fn new(id: String, roots: Vec<PathBuf>) -> Self {
+    fn new(id: String, roots: Vec<PathBuf>, metrics: Arc<Metrics>) -> Self {
         let status = JobStatus {
             state: pb::JobState::Crawling,
             started: Instant::now(),
@@ -66,6 +68,7 @@ impl IndexJob {
         Self {
             id,
             roots,
+            metrics,
             cancel: AtomicBool::new(false),
             status: Mutex::new(status),
             changed: watch::channel(()).0,
@@ -122,6 +125,7 @@ impl IndexJob {
     }
 
     fn finish(&self, result: Result<IndexReport, String>) {
+        let span = tracing::Span::current();
         self.update(|s| {
             s.finished_at = Some(Instant::now());
             match result {
@@ -142,6 +146,28 @@ impl IndexJob {
                     s.error = e;
                 }
             }
+            let outcome = match s.state {
+                pb::JobState::Succeeded => "succeeded",
+                pb::JobState::Cancelled => "cancelled",
+                // `finish` sets one of the three final states.
+                pb::JobState::Failed | pb::JobState::Unspecified | pb::JobState::Crawling | pb::JobState::Running => {
+                    "failed"
+                }
+            };
+            self.metrics.job_finished(outcome);
+            span.record("outcome", outcome);
+            for (field, n) in [
+                ("found", s.found),
+                ("unchanged", s.unchanged),
+                ("embedded", s.embedded),
+                ("copied", s.copied),
+                ("touched", s.touched),
+                ("failed", s.failed),
+                ("removed", s.removed),
+            ] {
+                span.record(field, n);
+            }
+            tracing::info!(outcome, elapsed_s = s.started.elapsed().as_secs_f64(), "index job finished");
         });
     }
 }
@@ -150,6 +176,7 @@ impl Progress for IndexJob {
     fn event(&self, event: &ProgressEvent) {
         self.update(|s| match event {
             ProgressEvent::Crawled { found, unchanged } => {
+                tracing::info!(found, unchanged, elapsed_s = s.started.elapsed().as_secs_f64(), "crawled");
                 s.state = pb::JobState::Running;
                 s.crawled_at = Some(Instant::now());
                 s.found = *found as u64;
@@ -157,6 +184,13 @@ impl Progress for IndexJob {
             }
             ProgressEvent::File { path, outcome } => {
                 s.current_file = path.display().to_string();
+                let name = match outcome {
+                    FileOutcome::Embedded => "embedded",
+                    FileOutcome::Copied => "copied",
+                    FileOutcome::Touched => "touched",
+                    FileOutcome::Failed(_) => "failed",
+                };
+                self.metrics.file(name);
                 match outcome {
                     FileOutcome::Embedded => s.embedded += 1,
                     FileOutcome::Copied => s.copied += 1,
@@ -173,9 +207,9 @@ impl Progress for IndexJob {
 }
 
 /// Every job since the server started; at most one runs.
-#[derive(Default)]
 pub(crate) struct IndexJobs {
     inner: Mutex<JobList>,
+    metrics: Arc<Metrics>,
 }
 
 #[derive(Default)]
@@ -185,6 +219,10 @@ struct JobList {
 }
 
 impl IndexJobs {
+    pub(crate) fn new(metrics: Arc<Metrics>) -> Self {
+        Self { inner: Mutex::default(), metrics }
+    }
+
     /// Starts a job unless one is running.
     pub(crate) fn start(
         &self,
@@ -200,9 +238,28 @@ impl IndexJobs {
             )));
         }
         list.next += 1;
-        let job = Arc::new(IndexJob::new(format!("job-{}", list.next), options.crawl.roots.clone()));
+        let job =
+            Arc::new(IndexJob::new(format!("job-{}", list.next), options.crawl.roots.clone(), self.metrics.clone()));
+        self.metrics.job_started();
         let worker = job.clone();
+        // Spans the whole job: its events (crawled, finished) carry the job id and roots, and the
+        // span ends with the outcome and the counts as fields.
+        let span = tracing::info_span!(
+            parent: None,
+            "index_job",
+            job = %job.id,
+            roots = ?options.crawl.roots,
+            outcome = tracing::field::Empty,
+            found = tracing::field::Empty,
+            unchanged = tracing::field::Empty,
+            embedded = tracing::field::Empty,
+            copied = tracing::field::Empty,
+            touched = tracing::field::Empty,
+            failed = tracing::field::Empty,
+            removed = tracing::field::Empty,
+        );
         let task = tokio::task::spawn_blocking(move || {
+            let _span = span.entered();
             let result = run_index_job(&collection, &*encoder, &options, &*worker, &worker.cancel);
             if let Err(e) = &result {
                 tracing::error!(job = %worker.id, error = %e, "index job failed");

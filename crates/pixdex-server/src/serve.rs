@@ -3,7 +3,7 @@
 //! end, the collection is flushed) within a bounded grace period.
 
 use pixdex_core::{Collection, CollectionConfig};
-use pixdex_indexer::encoder::PixioEncoder;
+use pixdex_indexer::encoder::Encoder;
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
 use tokio::net::TcpListener;
@@ -13,7 +13,9 @@ use tonic_health::ServingStatus;
 use crate::batcher::QueryBatcher;
 use crate::config::ServerConfig;
 use crate::jobs::IndexJobs;
+use crate::metrics::{Metrics, serve_metrics};
 use crate::pb;
+use crate::rpc::RpcLayer;
 use crate::service::{
     collection::CollectionApi, dedup::DedupApi, images::ImageApi, index::IndexApi, search::SearchApi,
 };
@@ -22,7 +24,7 @@ use crate::status::oversized_as_resource_exhausted;
 
 /// Loads the encoder, given the config of the existing collection (if any), so that the caller
 /// can default to the collection's model. Runs on a blocking thread after the server listens.
-pub type ModelLoader = Box<dyn FnOnce(Option<&CollectionConfig>) -> Result<PixioEncoder, String> + Send>;
+pub type ModelLoader = Box<dyn FnOnce(Option<&CollectionConfig>) -> Result<Arc<dyn Encoder>, String> + Send>;
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -47,12 +49,16 @@ pub enum ServeError {
     /// Reflection could not be built.
     #[error("reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    /// The metrics registry could not be built.
+    #[error("metrics: {0}")]
+    Metrics(String),
 }
 
 /// A server that has opened (and locked) its collection, ready to [serve](Server::serve).
 pub struct Server {
     config: ServerConfig,
     collection: Option<Collection>,
+    metrics_listener: Option<TcpListener>,
 }
 
 impl Server {
@@ -66,7 +72,14 @@ impl Server {
                 .map_err(|source| ServeError::AllowedRoot { path: root.clone(), source })?;
         }
         let collection = if config.db.join("db").exists() { Some(Collection::open(&config.db)?) } else { None };
-        Ok(Self { config, collection })
+        Ok(Self { config, collection, metrics_listener: None })
+    }
+
+    /// Also serves Prometheus metrics at `GET /metrics` on `listener` (plain HTTP/1), until
+    /// shutdown.
+    pub fn with_metrics_listener(mut self, listener: TcpListener) -> Self {
+        self.metrics_listener = Some(listener);
+        self
     }
 
     /// The collection's config, if it exists already.
@@ -110,17 +123,19 @@ async fn run(
     loader: ModelLoader,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
-    let Server { config, collection: opened } = server;
+    let Server { config, collection: opened, metrics_listener } = server;
     let collection = OnceLock::new();
     if let Some(opened) = opened {
         let _ = collection.set(Arc::new(opened));
     }
     let token = CancellationToken::new();
+    let metrics = Arc::new(Metrics::new().map_err(|e| ServeError::Metrics(e.to_string()))?);
     let state = Arc::new(AppState {
         config,
         collection,
         model: OnceLock::new(),
-        jobs: IndexJobs::default(),
+        jobs: IndexJobs::new(metrics.clone()),
+        metrics: metrics.clone(),
         shutdown: token.clone(),
         decode_permits: Arc::new(tokio::sync::Semaphore::new(
             2 * std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
@@ -140,7 +155,9 @@ async fn run(
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
+    // The RPC layer is outermost, so that it sees the codes as the client will.
     let router = tonic::transport::Server::builder()
+        .layer(RpcLayer::new(metrics))
         .layer(tower::util::MapResponseLayer::new(oversized_as_resource_exhausted))
         .add_service(health_service)
         .add_service(reflection_v1)
@@ -177,6 +194,10 @@ async fn run(
         tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
         stop_accepting.cancelled_owned(),
     ));
+
+    if let Some(listener) = metrics_listener {
+        tokio::spawn(serve_metrics(listener, state.clone(), token.clone()));
+    }
 
     // The model loads while the server already answers (UNAVAILABLE for what needs it).
     let load_state = state.clone();
@@ -256,7 +277,7 @@ async fn set_health(health: &tonic_health::server::HealthReporter, status: Servi
 /// it), and starts the query batcher.
 fn load_model(state: &AppState, loader: ModelLoader) -> Result<(), ServeError> {
     let existing = state.collection.get().map(|c| c.config().clone());
-    let encoder = Arc::new(loader(existing.as_ref()).map_err(ServeError::Model)?);
+    let encoder = loader(existing.as_ref()).map_err(ServeError::Model)?;
     let wanted = encoder.collection_config();
     match &existing {
         Some(config) => config.ensure_compatible(&wanted)?,
@@ -267,6 +288,7 @@ fn load_model(state: &AppState, loader: ModelLoader) -> Result<(), ServeError> {
     }
     let batcher = QueryBatcher::start(encoder.clone(), state.config.batching)
         .map_err(|e| ServeError::Model(format!("starting the encoder thread: {e}")))?;
+    state.metrics.register_batch_sizes(&batcher.counters.batch_sizes);
     let _ = state.model.set(LoadedModel { encoder, batcher });
     Ok(())
 }

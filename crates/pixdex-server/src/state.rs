@@ -9,8 +9,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::batcher::QueryBatcher;
 use crate::config::ServerConfig;
+use crate::convert::ImageRef;
 use crate::jobs::IndexJobs;
-use crate::pb;
+use crate::metrics::Metrics;
 use crate::status::ServiceError;
 
 /// The loaded model and its query batcher. The server knows the model only as an [`Encoder`].
@@ -26,6 +27,7 @@ pub(crate) struct AppState {
     pub(crate) collection: OnceLock<Arc<Collection>>,
     pub(crate) model: OnceLock<LoadedModel>,
     pub(crate) jobs: IndexJobs,
+    pub(crate) metrics: Arc<Metrics>,
     pub(crate) shutdown: CancellationToken,
     /// Bounds concurrent query decodes: a decoded 100-megapixel photo takes 300 MB, so many
     /// large uploads at once must queue rather than exhaust memory.
@@ -52,14 +54,12 @@ impl AppState {
     pub(crate) fn resolve(
         &self,
         collection: &Collection,
-        image: Option<pb::ImageRef>,
+        image: &ImageRef,
     ) -> Result<(ImageId, ImageRecord), ServiceError> {
-        let r =
-            image.and_then(|r| r.r#ref).ok_or_else(|| ServiceError::invalid("missing image reference (id or path)"))?;
-        let id = match r {
-            pb::image_ref::Ref::Id(id) => ImageId(id),
-            pb::image_ref::Ref::Path(path) => collection
-                .id_by_path(std::path::Path::new(&path))?
+        let id = match image {
+            ImageRef::Id(id) => *id,
+            ImageRef::Path(path) => collection
+                .id_by_path(std::path::Path::new(path))?
                 .ok_or_else(|| ServiceError::NotFound(format!("no image with path `{path}`")))?,
         };
         let record = collection.get(id)?.ok_or_else(|| ServiceError::NotFound(format!("no image with id {}", id.0)))?;

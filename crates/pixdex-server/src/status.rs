@@ -1,8 +1,11 @@
 //! Errors of the service and the one place they become gRPC statuses.
 
 use pixdex_indexer::decode::DecodeError;
+use pixio::Error as P;
 use tonic::Status;
 use tonic::codegen::http;
+
+use crate::convert::Invalid;
 
 /// Everything a request can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +38,12 @@ impl ServiceError {
     }
 }
 
+impl From<Invalid> for ServiceError {
+    fn from(e: Invalid) -> Self {
+        Self::InvalidArgument(e.0)
+    }
+}
+
 impl From<ServiceError> for Status {
     fn from(e: ServiceError) -> Self {
         use pixdex_core::Error as C;
@@ -51,12 +60,27 @@ impl From<ServiceError> for Status {
             },
             ServiceError::Decode(d) => match d {
                 DecodeError::Image { .. } | DecodeError::Empty { .. } => Status::invalid_argument(msg),
+                // Query bytes decode from memory; reading a file failed on the server's side.
                 DecodeError::Io { .. } => Status::internal(msg),
             },
             ServiceError::Model(m) => match m {
                 // The image decoded but cannot be embedded (e.g. a degenerate embedding).
-                pixio::Error::Input(_) => Status::invalid_argument(msg),
-                _ => {
+                P::Input(_) => Status::invalid_argument(msg),
+                // The model loaded at start; anything else going wrong in a forward pass is ours.
+                P::Io { .. }
+                | P::Json { .. }
+                | P::Config(_)
+                | P::Preprocessor(_)
+                | P::Checkpoint(_)
+                | P::UnknownLayout { .. }
+                | P::MissingTensor { .. }
+                | P::ShapeMismatch { .. }
+                | P::UnexpectedTensors { .. }
+                | P::UnsupportedDType { .. }
+                | P::MissingFile { .. }
+                | P::Hub { .. }
+                | P::Device(_)
+                | P::Candle(_) => {
                     tracing::error!(error = %msg, "encoder error");
                     Status::internal(msg)
                 }
@@ -121,5 +145,9 @@ mod tests {
         assert_eq!(code(ServiceError::Unavailable("loading".into())), tonic::Code::Unavailable);
         let decode = pixdex_indexer::decode::decode_bytes(b"not an image", Default::default()).unwrap_err();
         assert_eq!(code(decode.into()), tonic::Code::InvalidArgument);
+        assert_eq!(code(Invalid::new("k must be 1..=1000").into()), tonic::Code::InvalidArgument);
+        assert_eq!(code(pixio::Error::Input("degenerate".into()).into()), tonic::Code::InvalidArgument);
+        assert_eq!(code(pixio::Error::Device("lost".into()).into()), tonic::Code::Internal);
+        assert_eq!(code(pixdex_core::Error::NoRegionGrids.into()), tonic::Code::FailedPrecondition);
     }
 }

@@ -5,17 +5,16 @@
 //! through the indexer's one path (`ModelInputs::of`, then `batch::embed_all`), as the index
 //! and the server embed them.
 
-use anyhow::Context;
 use pixdex_indexer::batch::embed_all;
 use pixdex_indexer::decode::{DecodeLimits, decode_path};
-use pixdex_indexer::encoder::{ImageEmbedding, PixioEncoder};
+use pixdex_indexer::encoder::ImageEmbedding;
 use pixdex_indexer::inputs::{InputKinds, ModelInputs};
 use serde::Serialize;
 use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
-use crate::args::{EmbedArgs, ModelArgs};
+use crate::args::EmbedArgs;
 
 /// One image's embedding as `pixdex embed --json` prints it.
 #[derive(Serialize)]
@@ -41,17 +40,10 @@ impl EmbeddingJson {
         Self {
             path: path.to_string_lossy().into_owned(),
             global: e.global.as_slice().to_vec(),
-            patches: patches.then(|| PatchGridJson { shape: [grid.rows(), grid.cols(), grid.dim()], values: grid.into_values() }),
+            patches: patches
+                .then(|| PatchGridJson { shape: [grid.rows(), grid.cols(), grid.dim()], values: grid.into_values() }),
         }
     }
-}
-
-/// Loads the encoder `--model` names, else `fallback`.
-pub(crate) fn load_encoder(args: &ModelArgs, fallback: &str) -> anyhow::Result<PixioEncoder> {
-    // Open the device first: a typo or a missing GPU fails before a multi-GB download.
-    let (device, dtype) = args.device()?;
-    let source = args.source(fallback)?;
-    PixioEncoder::load(&source, &device, dtype).with_context(|| format!("loading model {source}"))
 }
 
 /// Prints embeddings as they are computed: JSON (an array written incrementally) or one line each.
@@ -88,7 +80,7 @@ impl<W: Write> Printer<W> {
 }
 
 pub fn run(args: EmbedArgs) -> anyhow::Result<ExitCode> {
-    let encoder = load_encoder(&args.model, pixio::DEFAULT_MODEL)?;
+    let encoder = args.model.load_encoder(pixio::DEFAULT_MODEL)?;
     let mut printer = Printer { out: std::io::BufWriter::new(std::io::stdout().lock()), json: args.json, printed: 0 };
     let mut failed = 0usize;
     let mut report_failure = |path: &Path, e: anyhow::Error| {

@@ -4,11 +4,10 @@
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use pixdex_core::Collection;
-use pixdex_indexer::crawl::CrawlOptions;
-use pixdex_indexer::encoder::PixioEncoder;
-use pixdex_indexer::pipeline::{FileOutcome, IndexOptions, IndexReport, Progress, ProgressEvent, run_index_job};
+use pixdex_indexer::pipeline::{FileOutcome, IndexReport, Progress, ProgressEvent, run_index_job};
+use pixdex_server::convert::IndexJobRequest;
 use pixdex_server::pb;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -141,33 +140,18 @@ impl Summary {
 }
 
 pub fn run(args: IndexArgs) -> anyhow::Result<ExitCode> {
-    match args.server.url() {
+    match args.collection.server.url() {
         Some(url) => remote::runtime()?.block_on(index_served(&args, &url)),
         None => index_offline(&args),
     }
 }
 
 fn index_offline(args: &IndexArgs) -> anyhow::Result<ExitCode> {
-    let (device, dtype) = args.model.device()?;
-    let source = args.model.source(pixio::DEFAULT_MODEL)?;
-    let encoder = PixioEncoder::load(&source, &device, dtype).with_context(|| format!("loading model {source}"))?;
-    let db = args.db.dir()?;
+    let (model, db) = (&args.collection.model, args.collection.db.dir()?);
+    let encoder = model.load_encoder(pixio::DEFAULT_MODEL)?;
     let collection = Collection::open_or_create(&db, &encoder.collection_config())
         .with_context(|| format!("opening collection {}", db.display()))?;
-    let options = IndexOptions {
-        crawl: CrawlOptions {
-            roots: args.roots.clone(),
-            include_hidden: args.hidden,
-            follow_links: args.follow_links,
-            include: args.include.clone(),
-            exclude: args.exclude.clone(),
-        },
-        batch_size: args.batch_size as usize,
-        prune: args.prune,
-        dedup_views: !args.no_dedup_views,
-        region_grids: !args.no_region_grids,
-        ..IndexOptions::default()
-    };
+    let options = args.options();
     // Ctrl-C: finish the batch in flight, write it, and stop; a second Ctrl-C exits at once.
     let cancel = Arc::new(AtomicBool::new(false));
     let flag = cancel.clone();
@@ -187,15 +171,12 @@ fn index_offline(args: &IndexArgs) -> anyhow::Result<ExitCode> {
 
 /// A root as the server needs it: absolute (the server runs elsewhere, maybe in another working
 /// folder), with symbolic links resolved when it exists.
-fn absolute_root(root: &Path) -> anyhow::Result<String> {
-    let path = match std::fs::canonicalize(root) {
-        Ok(path) => path,
+fn absolute_root(root: &Path) -> anyhow::Result<PathBuf> {
+    match std::fs::canonicalize(root) {
+        Ok(path) => Ok(path),
         // A missing root is the server's to report (it removes nothing then).
-        Err(_) => std::path::absolute(root).with_context(|| format!("making {} absolute", root.display()))?,
-    };
-    path.into_os_string()
-        .into_string()
-        .map_err(|p| anyhow::anyhow!("{}: the server takes UTF-8 paths only", Path::new(&p).display()))
+        Err(_) => std::path::absolute(root).with_context(|| format!("making {} absolute", root.display())),
+    }
 }
 
 /// Follows a job's snapshots on the bar: the crawl result once, file errors as they come.
@@ -240,20 +221,12 @@ fn is_final(state: pb::JobState) -> bool {
 /// Starts a job in the server and watches it to its end. Ctrl-C asks the server to stop after the
 /// batch in flight and keeps watching; a second Ctrl-C stops watching at once.
 async fn index_served(args: &IndexArgs, url: &str) -> anyhow::Result<ExitCode> {
-    let roots = args.roots.iter().map(|r| absolute_root(r)).collect::<anyhow::Result<Vec<_>>>()?;
+    let mut options = args.options();
+    options.crawl.roots = args.roots.iter().map(|r| absolute_root(r)).collect::<anyhow::Result<Vec<_>>>()?;
+    let request = pb::StartIndexJobRequest::from(IndexJobRequest::from_options(&options)?);
     // Listen before the job starts, so that no Ctrl-C falls between start and watch.
     let mut interrupts = remote::Interrupts::listen()?;
     let mut client = remote::connect_ready(url).await?;
-    let request = pb::StartIndexJobRequest {
-        roots,
-        include: args.include.clone(),
-        exclude: args.exclude.clone(),
-        include_hidden: args.hidden,
-        follow_symlinks: args.follow_links,
-        prune: args.prune,
-        skip_dedup_views: args.no_dedup_views,
-        skip_region_grids: args.no_region_grids,
-    };
     let mut job = client
         .index
         .start_index_job(request)

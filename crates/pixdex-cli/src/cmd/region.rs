@@ -6,6 +6,7 @@ use anyhow::Context;
 use pixdex_core::{PixelBox, RegionQuery};
 use pixdex_indexer::decode::{DecodeLimits, decode_path};
 use pixdex_indexer::region_crop::{RegionCrop, search_region};
+use pixdex_server::convert::{RegionMatch, RegionSearch, RegionSource};
 use pixdex_server::pb;
 use serde::Serialize;
 use std::process::ExitCode;
@@ -39,7 +40,7 @@ struct Result_ {
 }
 
 pub fn run(args: RegionArgs) -> anyhow::Result<ExitCode> {
-    let results = match args.server.url() {
+    let results = match args.collection.server.url() {
         Some(url) => remote::runtime()?.block_on(search_served(&args, &url))?,
         None => search_offline(&args)?,
     };
@@ -55,7 +56,7 @@ fn query(args: &RegionArgs) -> RegionQuery {
 }
 
 fn search_offline(args: &RegionArgs) -> anyhow::Result<Vec<Result_>> {
-    let (collection, encoder) = open_for_query(&args.db, &args.model)?;
+    let (collection, encoder) = open_for_query(&args.collection.db, &args.collection.model)?;
     let image = decode_path(&args.image, DecodeLimits::default())?;
     let crop = RegionCrop::new(&image, args.region)
         .with_context(|| format!("cutting the region of {}", args.image.display()))?;
@@ -76,29 +77,30 @@ fn search_offline(args: &RegionArgs) -> anyhow::Result<Vec<Result_>> {
 async fn search_served(args: &RegionArgs, url: &str) -> anyhow::Result<Vec<Result_>> {
     let bytes = std::fs::read(&args.image).with_context(|| format!("reading {}", args.image.display()))?;
     let mut client = remote::connect_ready(url).await?;
-    // The parser bounds k and candidates well inside u32.
-    let request = pb::RegionSearchRequest {
-        query: Some(pb::region_search_request::Query::Image(bytes)),
-        r#box: args.region.map(|b| pb::PixelBox { x: b.x, y: b.y, w: b.w, h: b.h }),
-        k: args.k as u32,
-        candidates: args.candidates as u32,
+    let query = RegionSearch {
+        source: RegionSource::Image(bytes),
+        region: args.region,
+        k: args.k,
+        candidates: args.candidates,
         min_score: None,
-        path_prefix: String::new(),
+        path_prefix: None,
         exclude_self: false,
     };
     let response = client
         .search
-        .region_search(request)
+        .region_search(pb::RegionSearchRequest::from(query))
         .await
         .map_err(|s| remote::call_failed(&format!("region search with {}", args.image.display()), s))?
         .into_inner();
-    Ok(response
-        .hits
+    let hits = response.hits.into_iter().map(RegionMatch::try_from).collect::<Result<Vec<_>, _>>();
+    let hits = hits.context("the server's answer")?;
+    Ok(hits
         .into_iter()
-        .map(|hit| {
-            let image = hit.image.unwrap_or_default();
-            let b = hit.r#box.unwrap_or_default();
-            Result_ { id: image.id, path: image.path, score: hit.score, bbox: Box_ { x: b.x, y: b.y, w: b.w, h: b.h } }
+        .map(|h| Result_ {
+            id: h.id.0,
+            path: h.record.path.to_string_lossy().into_owned(),
+            score: h.score,
+            bbox: h.bbox.into(),
         })
         .collect())
 }

@@ -2,41 +2,26 @@
 //! reflection) until Ctrl-C or SIGTERM, then shut down within the grace period.
 
 use anyhow::Context;
-use pixdex_indexer::encoder::PixioEncoder;
-use pixdex_server::{BatchingConfig, ModelLoader, Server, ServerConfig};
+use pixdex_indexer::encoder::Encoder;
+use pixdex_server::{ModelLoader, Server};
 use std::process::ExitCode;
-use std::time::Duration;
+use std::sync::Arc;
 use tokio::net::TcpListener;
 
 use crate::args::ServeArgs;
 
-/// The `--…` flags as the server's config (validated by clap's ranges).
-fn server_config(args: &ServeArgs) -> anyhow::Result<ServerConfig> {
-    let mut config = ServerConfig::new(args.db.dir()?);
-    config.allowed_roots = args.allow_roots.clone();
-    config.allow_follow_symlinks = args.allow_follow_symlinks;
-    config.max_message_bytes = args.max_message_mb << 20;
-    config.batching = BatchingConfig {
-        max_batch: args.batch_max,
-        max_wait: Duration::from_millis(args.batch_wait_ms),
-        ..config.batching
-    };
-    config.index_batch_size = args.index_batch_size;
-    config.shutdown_grace = Duration::from_secs(args.shutdown_grace_s);
-    Ok(config)
-}
-
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let config = server_config(&args)?;
+    let config = args.config()?;
     // Open the device now: a typo or a missing GPU fails before the server listens.
-    let (device, dtype) = args.model.device()?;
+    // Open the device now: a typo or a missing GPU fails before the server listens.
+    args.model.device()?;
     let model = args.model;
     let loader: ModelLoader = Box::new(move |existing| {
         // Like offline `search`: the collection's model unless told otherwise.
         let fallback = existing.map_or(pixio::DEFAULT_MODEL, |c| c.model.as_str());
-        let source = model.source(fallback).map_err(|e| format!("{e:#}"))?;
-        tracing::info!(model = %source, "loading the model");
-        PixioEncoder::load(&source, &device, dtype).map_err(|e| format!("loading {source}: {e}"))
+        tracing::info!(model = model.model.as_deref().unwrap_or(fallback), "loading the model");
+        let encoder = model.load_encoder(fallback).map_err(|e| format!("{e:#}"))?;
+        Ok(Arc::new(encoder) as Arc<dyn Encoder>)
     });
     let db = config.db.clone();
     // Open (and lock) the collection first: a locked or corrupt collection fails before we listen.
@@ -46,6 +31,16 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let listener =
             TcpListener::bind(&args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
         let addr = listener.local_addr().context("reading the bound address")?;
+        let server = match &args.metrics_listen {
+            Some(metrics) => {
+                let listener =
+                    TcpListener::bind(metrics).await.with_context(|| format!("listening for metrics on {metrics}"))?;
+                let addr = listener.local_addr().context("reading the bound metrics address")?;
+                eprintln!("metrics on http://{addr}/metrics");
+                server.with_metrics_listener(listener)
+            }
+            None => server,
+        };
         let shutdown = shutdown_signal()?;
         eprintln!("listening on http://{addr}");
         server.serve(listener, loader, shutdown).await.with_context(|| format!("serving collection {}", db.display()))

@@ -1,7 +1,10 @@
-//! `pixdex stats`: what a collection holds, read offline or from a running server.
+//! `pixdex stats`: what a collection holds, read offline or from a running server. `images` is
+//! every record, `embedded` the images with a stored vector, `failed` the records whose status is
+//! failed: the same counts either way (both read them through `CollectionStats`).
 
 use anyhow::Context;
-use pixdex_core::{Collection, ImageStatus};
+use pixdex_core::Collection;
+use pixdex_server::convert::CollectionStats;
 use pixdex_server::pb;
 use std::process::ExitCode;
 
@@ -25,28 +28,23 @@ pub fn run(args: StatsArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The counts as the server reads them too ([`CollectionStats`]), so that each means the same.
 fn offline_stats(args: &StatsArgs) -> anyhow::Result<serde_json::Value> {
     let db = args.db.dir()?;
     let c = Collection::open(&db).with_context(|| format!("opening collection {}", db.display()))?;
-    let mut failed = 0usize;
-    for r in c.records() {
-        if matches!(r?.1.status, ImageStatus::Failed { .. }) {
-            failed += 1;
-        }
-    }
-    let cfg = c.config();
+    let stats = CollectionStats::read(&c)?;
     Ok(serde_json::json!({
         "collection": db,
-        "images": c.len(),
-        "embedded": c.vector_count(),
-        "failed": failed,
-        "model": cfg.model,
-        "model_fingerprint": cfg.model_fingerprint,
-        "embedding": cfg.embedding,
-        "dim": cfg.dim,
-        "patch_pool": cfg.patch_codec.pool,
-        "generation": c.generation()?,
-        "disk_bytes": c.disk_bytes(),
+        "images": stats.images,
+        "embedded": stats.vectors,
+        "failed": stats.failed,
+        "model": stats.model,
+        "model_fingerprint": stats.model_fingerprint,
+        "embedding": stats.embedding,
+        "dim": stats.dim,
+        "patch_pool": stats.patch_pool,
+        "generation": stats.generation,
+        "disk_bytes": stats.disk_bytes,
     }))
 }
 

@@ -5,7 +5,7 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
-use crate::convert::image_record;
+use crate::convert::{ImageRef, Invalid, image_record};
 use crate::pb;
 use crate::state::{AppState, blocking};
 use crate::status::ServiceError;
@@ -19,8 +19,8 @@ pub(crate) struct ImageApi {
 
 /// A key is stored as the image's path: it must not look like an absolute path (which belongs
 /// to indexed files) or hold characters that make paths ambiguous.
-fn check_key(key: &str) -> Result<(), ServiceError> {
-    let bad = |why: &str| Err(ServiceError::invalid(format!("invalid key `{key}`: {why}")));
+fn check_key(key: &str) -> Result<(), Invalid> {
+    let bad = |why: &str| Err(Invalid(format!("invalid key `{key}`: {why}")));
     if key.is_empty() {
         return bad("empty");
     }
@@ -57,16 +57,18 @@ impl pb::image_service_server::ImageService for ImageApi {
         request: Request<pb::DeleteImageRequest>,
     ) -> Result<Response<pb::DeleteImageResponse>, Status> {
         let pb::DeleteImageRequest { image } = request.into_inner();
+        let image = ImageRef::try_from(image).map_err(ServiceError::from)?;
         let collection = self.state.collection()?;
-        let (id, record) = self.state.resolve(&collection, image)?;
+        let (id, record) = self.state.resolve(&collection, &image)?;
         blocking(move || Ok(collection.commit(Vec::new(), &[id])?)).await?;
         Ok(Response::new(pb::DeleteImageResponse { record: Some(image_record(id, &record)) }))
     }
 
     async fn get_image(&self, request: Request<pb::GetImageRequest>) -> Result<Response<pb::ImageRecord>, Status> {
         let pb::GetImageRequest { image } = request.into_inner();
+        let image = ImageRef::try_from(image).map_err(ServiceError::from)?;
         let collection = self.state.collection()?;
-        let (id, record) = self.state.resolve(&collection, image)?;
+        let (id, record) = self.state.resolve(&collection, &image)?;
         Ok(Response::new(image_record(id, &record)))
     }
 }

@@ -1,7 +1,5 @@
 //! `pixdex.v1.IndexService`: index jobs over folders on the server's machine.
 
-use pixdex_indexer::crawl::CrawlOptions;
-use pixdex_indexer::pipeline::IndexOptions;
 use std::path::{Component, Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -12,6 +10,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::config::ServerConfig;
+use crate::convert::IndexJobRequest;
 use crate::pb;
 use crate::state::AppState;
 use crate::status::ServiceError;
@@ -25,8 +24,8 @@ pub(crate) struct IndexApi {
 
 /// The folder to crawl for a requested root, if the server allows it: absolute, no `..`, and
 /// (after resolving symbolic links, when it exists) inside an allowed root.
-pub(crate) fn allowed_root(config: &ServerConfig, root: &str) -> Result<PathBuf, ServiceError> {
-    let path = Path::new(root);
+pub(crate) fn allowed_root(config: &ServerConfig, path: &Path) -> Result<PathBuf, ServiceError> {
+    let root = path.display();
     if !path.is_absolute() || path.components().any(|c| c == Component::ParentDir) {
         return Err(ServiceError::invalid(format!("root `{root}` must be an absolute path without `..`")));
     }
@@ -56,22 +55,10 @@ impl pb::index_service_server::IndexService for IndexApi {
         &self,
         request: Request<pb::StartIndexJobRequest>,
     ) -> Result<Response<pb::IndexJob>, Status> {
-        let pb::StartIndexJobRequest {
-            roots,
-            include,
-            exclude,
-            include_hidden,
-            follow_symlinks,
-            prune,
-            skip_dedup_views,
-            skip_region_grids,
-        } = request.into_inner();
+        let request = IndexJobRequest::try_from(request.into_inner()).map_err(ServiceError::from)?;
         let state = &self.state;
-        if roots.is_empty() {
-            return Err(ServiceError::invalid("no roots to index").into());
-        }
-        let roots = roots.iter().map(|r| allowed_root(&state.config, r)).collect::<Result<Vec<_>, _>>()?;
-        if follow_symlinks && !state.config.allow_follow_symlinks {
+        let roots = request.roots.iter().map(|r| allowed_root(&state.config, r)).collect::<Result<Vec<_>, _>>()?;
+        if request.follow_symlinks && !state.config.allow_follow_symlinks {
             return Err(ServiceError::PermissionDenied(
                 "following symbolic links can leave the allowed folders; the server must be started with \
                  `--allow-follow-symlinks`"
@@ -79,19 +66,9 @@ impl pb::index_service_server::IndexService for IndexApi {
             )
             .into());
         }
-        for glob in include.iter().chain(&exclude) {
-            globset::Glob::new(glob).map_err(|e| ServiceError::invalid(format!("bad glob `{glob}`: {e}")))?;
-        }
         let collection = state.collection()?;
         let encoder = state.model()?.encoder.clone();
-        let options = IndexOptions {
-            crawl: CrawlOptions { roots, include_hidden, follow_links: follow_symlinks, include, exclude },
-            batch_size: state.config.index_batch_size.max(1),
-            prune,
-            dedup_views: !skip_dedup_views,
-            region_grids: !skip_region_grids,
-            ..IndexOptions::default()
-        };
+        let options = request.options(roots, state.config.index_batch_size.max(1));
         let job = state.jobs.start(collection, encoder, options)?;
         tracing::info!(job = %job.id, "index job started");
         Ok(Response::new(job.snapshot(0).0))

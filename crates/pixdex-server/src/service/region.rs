@@ -3,19 +3,14 @@
 //! query pixels (uploaded bytes, or a stored image's file read again), cuts the region, and
 //! embeds it at the grid sizes the search asks for through the shared batcher.
 
-use pixdex_core::{
-    DEFAULT_REGION_CANDIDATES, ImageId, ImageRecord, ImageStatus, MAX_K, MAX_REGION_CANDIDATES, PatchGrid, PixelBox,
-    RegionHit, RegionQuery,
-};
+use pixdex_core::{Collection, ImageId, ImageRecord, ImageStatus, PatchGrid};
 use pixdex_indexer::decode::{DecodeLimits, DecodedImage, decode_bytes};
-use pixdex_indexer::encoder::REGION_LONG_SIDE;
 use pixdex_indexer::region_crop::RegionCrop;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::search::DEFAULT_K;
-use crate::convert::image_record;
-use crate::pb::{self, region_search_request::Query};
+use crate::convert::{RegionSearch, RegionSource};
+use crate::pb;
 use crate::state::{AppState, blocking};
 use crate::status::ServiceError;
 
@@ -38,62 +33,24 @@ impl Drop for CancelOnDrop {
 }
 
 /// Most patches a query embedding may have, against a largest stored grid of
-/// `(REGION_LONG_SIDE / patch + 1)²`: a guard in depth on the grid sizes the search asks for
+/// `(region long side / patch + 1)²`: a guard in depth on the grid sizes the search asks for
 /// (the search itself bounds them: the vote grid to 48 cells a side, rerank grids to one cell
 /// more than the stored grid), because a huge grid would be a forward pass that exhausts memory.
-fn max_query_patches(patch: usize) -> usize {
-    let side = REGION_LONG_SIDE / patch.max(1) + 1;
+fn max_query_patches(long_side: usize, patch: usize) -> usize {
+    let side = long_side / patch.max(1) + 1;
     4 * side * side
 }
 
 pub(crate) async fn region_search(
     state: Arc<AppState>,
-    request: pb::RegionSearchRequest,
+    search: RegionSearch,
 ) -> Result<pb::RegionSearchResponse, ServiceError> {
-    // Exhaustive on purpose: a new field fails the build here until it is handled.
-    let pb::RegionSearchRequest { query, r#box, k, candidates, min_score, path_prefix, exclude_self } = request;
-    let k = match k as usize {
-        0 => DEFAULT_K,
-        k if k > MAX_K => return Err(ServiceError::invalid(format!("k must be 1..={MAX_K}, not {k}"))),
-        k => k,
-    };
-    let candidates = match candidates as usize {
-        0 => DEFAULT_REGION_CANDIDATES,
-        c if c > MAX_REGION_CANDIDATES => {
-            return Err(ServiceError::invalid(format!("candidates must be 1..={MAX_REGION_CANDIDATES}, not {c}")));
-        }
-        c => c,
-    };
-    // The box is checked against the image once it is decoded (`RegionCrop::new`).
-    let stored_box = r#box.map(|b| PixelBox { x: b.x, y: b.y, w: b.w, h: b.h });
     let collection = state.collection()?;
     state.model()?;
-    let (source, exclude) =
-        match query.ok_or_else(|| ServiceError::invalid("missing query (image bytes or a stored image)"))? {
-            Query::Image(bytes) => {
-                if bytes.is_empty() {
-                    return Err(ServiceError::invalid("empty image bytes"));
-                }
-                let exclude = match exclude_self {
-                    true => collection.ids_by_hash(blake3::hash(&bytes).as_bytes())?,
-                    false => Vec::new(),
-                };
-                (Source::Bytes(bytes), exclude)
-            }
-            Query::Stored(image) => {
-                let (id, record) = state.resolve(&collection, Some(image))?;
-                check_stored_source(id, &record)?;
-                (Source::Stored(id, record), if exclude_self { vec![id] } else { Vec::new() })
-            }
-        };
-    let query = RegionQuery {
-        k,
-        candidates,
-        min_score,
-        path_prefix: Some(path_prefix).filter(|p| !p.is_empty()),
-        exclude,
-        ..RegionQuery::default()
-    };
+    let mut query = search.query(Vec::new());
+    let RegionSearch { source, region, exclude_self, .. } = search;
+    let (source, exclude) = Source::resolve(&state, &collection, source, exclude_self)?;
+    query.exclude = exclude;
     // The decoded region stays in memory for the whole search (a handful of forward passes), so
     // the decode permit that bounds decoded pixels is held until the search ends, even when the
     // client has gone (the blocking task still holds the pixels until its next check).
@@ -108,32 +65,44 @@ pub(crate) async fn region_search(
     let runtime = tokio::runtime::Handle::current();
     let hits = blocking(move || {
         let _permit = permit;
-        let crop = RegionCrop::new(&source.decode()?, stored_box)?;
-        let model = state.model()?;
-        let max_patches = max_query_patches(model.encoder.patch_size());
-        let mut embed = |rows: usize, cols: usize| -> Result<PatchGrid, ServiceError> {
-            if stop.load(Ordering::Relaxed) {
-                return Err(ServiceError::Cancelled("region search cancelled by the client".into()));
-            }
-            if state.shutdown.is_cancelled() {
-                return Err(ServiceError::Unavailable("the server is shutting down".into()));
-            }
-            if rows.saturating_mul(cols) > max_patches {
-                let (w, h) = crop.size();
-                return Err(ServiceError::invalid(format!(
-                    "the {w}×{h} query region is too thin to search (it would need a {rows}×{cols} patch \
-                     grid, at most {max_patches} patches); draw a less elongated box"
-                )));
-            }
-            let input = model.encoder.prepare_grid(&crop.image, rows, cols)?;
-            // A blocking-pool thread may wait on the async batcher; the forward pass is shared with
-            // concurrent queries of the same grid size.
-            runtime.block_on(model.batcher.embed_region(input))
-        };
-        collection.search_region(crop.size(), &mut embed, &query)
+        let crop = RegionCrop::new(&source.decode()?, region)?;
+        let grids = GridEmbedder { state: &state, crop: &crop, stop: &stop, runtime };
+        collection.search_region(crop.size(), &mut |rows, cols| grids.embed(rows, cols), &query)
     })
     .await?;
-    Ok(pb::RegionSearchResponse { hits: hits.iter().map(region_hit).collect() })
+    Ok(pb::RegionSearchResponse { hits: hits.iter().map(pb::RegionHit::from).collect() })
+}
+
+/// Embeds the query region at the grid sizes the search asks for, on a blocking thread.
+struct GridEmbedder<'a> {
+    state: &'a AppState,
+    crop: &'a RegionCrop,
+    stop: &'a AtomicBool,
+    runtime: tokio::runtime::Handle,
+}
+
+impl GridEmbedder<'_> {
+    fn embed(&self, rows: usize, cols: usize) -> Result<PatchGrid, ServiceError> {
+        if self.stop.load(Ordering::Relaxed) {
+            return Err(ServiceError::Cancelled("region search cancelled by the client".into()));
+        }
+        if self.state.shutdown.is_cancelled() {
+            return Err(ServiceError::Unavailable("the server is shutting down".into()));
+        }
+        let model = self.state.model()?;
+        let max_patches = max_query_patches(model.encoder.region_long_side(), model.encoder.patch_size());
+        if rows.saturating_mul(cols) > max_patches {
+            let (w, h) = self.crop.size();
+            return Err(ServiceError::invalid(format!(
+                "the {w}×{h} query region is too thin to search (it would need a {rows}×{cols} patch \
+                 grid, at most {max_patches} patches); draw a less elongated box"
+            )));
+        }
+        let input = self.crop.input(&*model.encoder, rows, cols)?;
+        // A blocking-pool thread may wait on the async batcher; the forward pass is shared with
+        // concurrent queries of the same grid size.
+        self.runtime.block_on(model.batcher.embed_region(input))
+    }
 }
 
 /// Refuses, before any work, a stored query whose pixels the server cannot read again.
@@ -159,6 +128,29 @@ fn check_stored_source(id: ImageId, record: &ImageRecord) -> Result<(), ServiceE
 }
 
 impl Source {
+    /// The pixels to read, and the images to leave out of the results.
+    fn resolve(
+        state: &AppState,
+        collection: &Collection,
+        source: RegionSource,
+        exclude_self: bool,
+    ) -> Result<(Self, Vec<ImageId>), ServiceError> {
+        match source {
+            RegionSource::Image(bytes) => {
+                let exclude = match exclude_self {
+                    true => collection.ids_by_hash(blake3::hash(&bytes).as_bytes())?,
+                    false => Vec::new(),
+                };
+                Ok((Source::Bytes(bytes), exclude))
+            }
+            RegionSource::Stored(image) => {
+                let (id, record) = state.resolve(collection, &image)?;
+                check_stored_source(id, &record)?;
+                Ok((Source::Stored(id, record), if exclude_self { vec![id] } else { Vec::new() }))
+            }
+        }
+    }
+
     /// The decoded query image (on a blocking thread). A stored image's file must still hold the
     /// bytes that were indexed: a box drawn on a result refers to those pixels.
     fn decode(&self) -> Result<DecodedImage, ServiceError> {
@@ -172,6 +164,7 @@ impl Source {
                         record.path.display()
                     ))
                 };
+                // `io::ErrorKind` is non-exhaustive: only a missing file gets its own words.
                 let bytes = std::fs::read(&record.path).map_err(|e| match e.kind() {
                     std::io::ErrorKind::NotFound => gone("the file is gone (moved or deleted since indexing)".into()),
                     _ => gone(e.to_string()),
@@ -185,14 +178,6 @@ impl Source {
     }
 }
 
-fn region_hit(h: &RegionHit) -> pb::RegionHit {
-    pb::RegionHit {
-        score: h.score,
-        image: Some(image_record(h.id, &h.record)),
-        r#box: Some(pb::PixelBox { x: h.bbox.x, y: h.bbox.y, w: h.bbox.w, h: h.bbox.h }),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,8 +186,8 @@ mod tests {
     #[test]
     fn thin_regions_are_capped_relative_to_the_stored_grids() {
         // ViT-S/14: stored grids are at most 32×32 (+1 cell of slack), the cap 4× that.
-        assert_eq!(max_query_patches(14), 4 * 33 * 33);
-        assert!(max_query_patches(8) > max_query_patches(14));
+        assert_eq!(max_query_patches(448, 14), 4 * 33 * 33);
+        assert!(max_query_patches(448, 8) > max_query_patches(448, 14));
     }
 
     #[test]

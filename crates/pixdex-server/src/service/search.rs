@@ -1,20 +1,16 @@
 //! `pixdex.v1.SearchService`: similarity search by image bytes, stored image or vector, and
 //! region search (in `region.rs`).
 
-use pixdex_core::{MAX_K, SimilarQuery, UnitVector};
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
-use crate::convert::image_record;
-use crate::pb::{self, search_request::Query};
+use crate::convert::{SearchQuery, SearchSource};
+use crate::pb;
 use crate::state::{AppState, blocking};
 use crate::status::ServiceError;
 
 /// Most queries in one BatchSearch.
 const MAX_BATCH_QUERIES: usize = 256;
-
-/// k when the request leaves it 0.
-pub(super) const DEFAULT_K: usize = 10;
 
 pub(crate) struct SearchApi {
     pub(crate) state: Arc<AppState>,
@@ -23,7 +19,8 @@ pub(crate) struct SearchApi {
 #[tonic::async_trait]
 impl pb::search_service_server::SearchService for SearchApi {
     async fn search(&self, request: Request<pb::SearchRequest>) -> Result<Response<pb::SearchResponse>, Status> {
-        Ok(Response::new(search_one(&self.state, request.into_inner()).await?))
+        let query = SearchQuery::try_from(request.into_inner()).map_err(ServiceError::from)?;
+        Ok(Response::new(search_one(&self.state, query).await?))
     }
 
     async fn batch_search(
@@ -38,6 +35,8 @@ impl pb::search_service_server::SearchService for SearchApi {
             ))
             .into());
         }
+        let queries = queries.into_iter().map(SearchQuery::try_from).collect::<Result<Vec<_>, _>>();
+        let queries = queries.map_err(ServiceError::from)?;
         // Concurrently, so that the image queries share forward passes in the batcher.
         let answers = futures::future::join_all(queries.into_iter().map(|q| search_one(&self.state, q))).await;
         let responses = answers.into_iter().collect::<Result<Vec<_>, _>>()?;
@@ -48,40 +47,31 @@ impl pb::search_service_server::SearchService for SearchApi {
         &self,
         request: Request<pb::RegionSearchRequest>,
     ) -> Result<Response<pb::RegionSearchResponse>, Status> {
-        Ok(Response::new(super::region::region_search(self.state.clone(), request.into_inner()).await?))
+        let query = request.into_inner().try_into().map_err(ServiceError::from)?;
+        Ok(Response::new(super::region::region_search(self.state.clone(), query).await?))
     }
 }
 
-async fn search_one(state: &AppState, request: pb::SearchRequest) -> Result<pb::SearchResponse, ServiceError> {
-    let pb::SearchRequest { query, k, min_score, path_prefix, exclude_self } = request;
-    let k = match k as usize {
-        0 => DEFAULT_K,
-        k if k > MAX_K => return Err(ServiceError::invalid(format!("k must be 1..={MAX_K}, not {k}"))),
-        k => k,
-    };
+async fn search_one(state: &AppState, query: SearchQuery) -> Result<pb::SearchResponse, ServiceError> {
     let collection = state.collection()?;
-    let (vector, exclude) =
-        match query.ok_or_else(|| ServiceError::invalid("missing query (image, stored or vector)"))? {
-            Query::Image(bytes) => {
-                let hash = blake3::hash(&bytes);
-                let (embedding, _size) = state.embed_bytes(Arc::new(bytes), false).await?;
-                let vector = embedding.global;
-                let exclude = if exclude_self { collection.ids_by_hash(hash.as_bytes())? } else { Vec::new() };
-                (vector, exclude)
+    let mut similar = query.similar(Vec::new());
+    let exclude_self = query.exclude_self;
+    let vector = match query.source {
+        SearchSource::Image(bytes) => {
+            if exclude_self {
+                similar.exclude = collection.ids_by_hash(blake3::hash(&bytes).as_bytes())?;
             }
-            Query::Stored(image) => {
-                let (id, record) = state.resolve(&collection, Some(image))?;
-                let vector = state.stored_vector(&collection, id, &record)?;
-                (vector, if exclude_self { vec![id] } else { Vec::new() })
+            state.embed_bytes(Arc::new(bytes), false).await?.0.global
+        }
+        SearchSource::Stored(image) => {
+            let (id, record) = state.resolve(&collection, &image)?;
+            if exclude_self {
+                similar.exclude = vec![id];
             }
-            Query::Vector(pb::Vector { values }) => (UnitVector::new(values)?, Vec::new()),
-        };
-    let query = SimilarQuery { k, min_score, path_prefix: Some(path_prefix).filter(|p| !p.is_empty()), exclude };
-    let hits = blocking(move || Ok(collection.search_similar(&vector, &query)?)).await?;
-    Ok(pb::SearchResponse {
-        hits: hits
-            .iter()
-            .map(|h| pb::Hit { score: h.hit.score, image: Some(image_record(h.hit.id, &h.record)) })
-            .collect(),
-    })
+            state.stored_vector(&collection, id, &record)?
+        }
+        SearchSource::Vector(vector) => vector,
+    };
+    let hits = blocking(move || Ok(collection.search_similar(&vector, &similar)?)).await?;
+    Ok(pb::SearchResponse { hits: hits.iter().map(pb::Hit::from).collect() })
 }

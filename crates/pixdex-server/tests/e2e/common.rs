@@ -1,8 +1,9 @@
 //! The test server and generated image libraries.
 
-use pixdex_indexer::encoder::PixioEncoder;
-use pixdex_server::{ModelLoader, PixdexClient, ServeError, ServerConfig, pb};
+use pixdex_indexer::encoder::{Encoder, PixioEncoder};
+use pixdex_server::{ModelLoader, PixdexClient, ServeError, Server, ServerConfig, pb};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -21,7 +22,7 @@ pub fn load_tiny_model() -> PixioEncoder {
 }
 
 pub fn tiny_loader() -> ModelLoader {
-    Box::new(|_| Ok(load_tiny_model()))
+    Box::new(|_| Ok(Arc::new(load_tiny_model()) as Arc<dyn Encoder>))
 }
 
 /// `../shared` next to the repository (or `$PIXDEX_SHARED_DIR`) when it holds the real-weights
@@ -50,7 +51,8 @@ pub fn real_loader(shared: &Path) -> ModelLoader {
     let dir = real_model_in(shared);
     Box::new(move |_| {
         let source = pixio::WeightSource::parse(&dir.display().to_string()).map_err(|e| e.to_string())?;
-        PixioEncoder::load(&source, &pixio::Device::Cpu, pixio::DType::F32).map_err(|e| e.to_string())
+        let encoder = PixioEncoder::load(&source, &pixio::Device::Cpu, pixio::DType::F32).map_err(|e| e.to_string())?;
+        Ok(Arc::new(encoder) as Arc<dyn Encoder>)
     })
 }
 
@@ -108,12 +110,42 @@ impl TestServer {
     }
 
     pub async fn start_in(dir: tempfile::TempDir, config: ServerConfig, loader: ModelLoader, wait: bool) -> Self {
+        Self::start_serving(dir, config, loader, wait, None).await
+    }
+
+    /// [`Self::start`], also serving `/metrics` on a free loopback port (`pixdex serve
+    /// --metrics-listen 127.0.0.1:0`); returns that port's address too.
+    pub async fn start_with_metrics() -> (Self, std::net::SocketAddr) {
+        let metrics = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = metrics.local_addr().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("library")).unwrap();
+        let mut config = ServerConfig::new(dir.path().join("db"));
+        config.allowed_roots = vec![dir.path().join("library")];
+        (Self::start_serving(dir, config, tiny_loader(), true, Some(metrics)).await, addr)
+    }
+
+    async fn start_serving(
+        dir: tempfile::TempDir,
+        config: ServerConfig,
+        loader: ModelLoader,
+        wait: bool,
+        metrics: Option<TcpListener>,
+    ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
-        let handle = tokio::spawn(pixdex_server::serve(config, listener, loader, async {
+        let shutdown = async {
             stopped.await.ok();
-        }));
+        };
+        let handle = tokio::spawn(async move {
+            let server = tokio::task::spawn_blocking(move || Server::open(config)).await.expect("opening task")?;
+            let server = match metrics {
+                Some(metrics) => server.with_metrics_listener(metrics),
+                None => server,
+            };
+            server.serve(listener, loader, shutdown).await
+        });
         let mut client = PixdexClient::connect(&url).await.expect("server reachable");
         if wait {
             client.wait_ready(PATIENCE).await.expect("server ready");

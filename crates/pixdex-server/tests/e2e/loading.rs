@@ -13,7 +13,7 @@ async fn requests_during_model_load_are_unavailable_then_served() {
     let (release, gate) = mpsc::channel::<()>();
     let loader: pixdex_server::ModelLoader = Box::new(move |_| {
         gate.recv_timeout(Duration::from_secs(60)).map_err(|e| format!("test gate: {e}"))?;
-        Ok(load_tiny_model())
+        Ok(std::sync::Arc::new(load_tiny_model()) as std::sync::Arc<dyn pixdex_indexer::encoder::Encoder>)
     });
     let mut server = TestServer::start_with(|_| {}, loader, false).await;
     let c = &mut server.client;
@@ -52,8 +52,9 @@ async fn another_model_on_an_existing_collection_stops_the_server_with_a_clear_e
     let other = Box::new(|_: Option<&pixdex_core::CollectionConfig>| {
         let source = pixio::WeightSource::parse(&tiny_model().with_file_name("b-hub").display().to_string())
             .map_err(|e| e.to_string())?;
-        pixdex_indexer::encoder::PixioEncoder::load(&source, &pixio::Device::Cpu, pixio::DType::F32)
-            .map_err(|e| e.to_string())
+        let encoder = pixdex_indexer::encoder::PixioEncoder::load(&source, &pixio::Device::Cpu, pixio::DType::F32)
+            .map_err(|e| e.to_string())?;
+        Ok(std::sync::Arc::new(encoder) as std::sync::Arc<dyn pixdex_indexer::encoder::Encoder>)
     });
     let mut second = TestServer::start_in(dir, config, other, false).await;
     let err = second.stop_when_done().await.unwrap_err();

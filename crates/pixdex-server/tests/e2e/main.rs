@@ -7,6 +7,7 @@ mod errors;
 mod jobs;
 mod load;
 mod loading;
+mod metrics;
 mod protocol;
 mod region;
 mod search;

@@ -1,4 +1,5 @@
-//! `pixdex dedup`: the exact and near-duplicate groups of a collection (opened offline), reported
+//! `pixdex dedup`: the exact and near-duplicate groups of a collection (opened offline, or found by
+//! a running server with `--server`, `served.rs`), reported
 //! as text, JSON, CSV or a self-contained HTML page with thumbnails. The copies that are not
 //! keepers can be moved aside (`--move-to DIR`): a dry run unless `--apply`, every move logged,
 //! and undone with `--undo LOG`. Nothing is ever deleted, and the collection is left as it is
@@ -131,6 +132,14 @@ fn resolve_prefix(prefix: &str) -> String {
     prefix.to_string()
 }
 
+/// What the progress bar says in each phase of the search.
+fn phase_name(phase: DedupPhase) -> &'static str {
+    match phase {
+        DedupPhase::Searching => "neighbours (images)",
+        DedupPhase::Verifying => "verifying (pairs)",
+    }
+}
+
 /// A progress bar on stderr (hidden with `--quiet`; indicatif also hides it when stderr is not a
 /// terminal).
 fn bar(quiet: bool, template: &str) -> anyhow::Result<ProgressBar> {
@@ -171,10 +180,7 @@ pub fn run(args: DedupArgs) -> anyhow::Result<ExitCode> {
             let db = args.db.dir()?;
             let collection = Collection::open(&db).with_context(|| format!("opening collection {}", db.display()))?;
             let progress = |phase: DedupPhase, done: usize, total: usize| {
-                searching.set_message(match phase {
-                    DedupPhase::Searching => "neighbours (images)",
-                    DedupPhase::Verifying => "verifying (pairs)",
-                });
+                searching.set_message(phase_name(phase));
                 searching.set_length(total as u64);
                 searching.set_position(done as u64);
             };

@@ -1,0 +1,103 @@
+//! The options several commands share: where the collection is (`--db`, or `--server`), and the
+//! model that embeds queries (`--model`, `--device`, `--dtype`).
+
+use clap::Args;
+use std::path::PathBuf;
+
+/// Model selection shared by every command that runs the encoder.
+#[derive(Debug, Args)]
+pub struct ModelArgs {
+    /// A Hugging Face repo id (`owner/name[@revision]`, downloaded and cached on first use;
+    /// `HF_HUB_OFFLINE=1` uses the cache only) or a local model folder.
+    /// [default: facebook/pixio-vith16; for `search` and `serve`, the collection's model]
+    #[arg(long, env = "PIXDEX_MODEL")]
+    pub model: Option<String>,
+    /// `cpu`, `cuda` or `cuda:N` (CUDA needs a build with `--features cuda`).
+    #[arg(long, default_value = "cpu", value_parser = parse_device)]
+    pub device: pixio::DeviceChoice,
+    /// Compute dtype: f32, f16 or bf16 (default: f32 on CPU, bf16 on CUDA; use f16 on GPUs older
+    /// than Ampere, which lack bf16).
+    #[arg(long, value_parser = parse_dtype)]
+    pub dtype: Option<pixio::DType>,
+}
+
+impl ModelArgs {
+    /// The model to load: `--model`, else `fallback`.
+    pub fn source(&self, fallback: &str) -> anyhow::Result<pixio::WeightSource> {
+        Ok(pixio::WeightSource::parse(self.model.as_deref().unwrap_or(fallback))?)
+    }
+
+    /// Opens the device and picks the dtype.
+    pub fn device(&self) -> anyhow::Result<(pixio::Device, pixio::DType)> {
+        let device = self.device.open()?;
+        let dtype = self.dtype.unwrap_or_else(|| pixio::default_dtype(&device));
+        Ok((device, dtype))
+    }
+
+    /// Loads the encoder `--model` names, else `fallback`. The device opens first: a typo or a
+    /// missing GPU fails before a multi-GB download.
+    pub fn load_encoder(&self, fallback: &str) -> anyhow::Result<pixdex_indexer::encoder::PixioEncoder> {
+        use anyhow::Context;
+        let (device, dtype) = self.device()?;
+        let source = self.source(fallback)?;
+        pixdex_indexer::encoder::PixioEncoder::load(&source, &device, dtype)
+            .with_context(|| format!("loading model {source}"))
+    }
+}
+
+fn parse_device(s: &str) -> Result<pixio::DeviceChoice, String> {
+    s.parse().map_err(|e: pixio::Error| e.to_string())
+}
+
+fn parse_dtype(s: &str) -> Result<pixio::DType, String> {
+    pixio::parse_dtype(s).map_err(|e| e.to_string())
+}
+
+/// The collection folder.
+#[derive(Debug, Args)]
+pub struct DbArgs {
+    /// Collection folder (default: the per-user data folder, e.g. ~/.local/share/pixdex/default).
+    #[arg(long, env = "PIXDEX_DB")]
+    pub db: Option<PathBuf>,
+}
+
+impl DbArgs {
+    pub fn dir(&self) -> anyhow::Result<PathBuf> {
+        match &self.db {
+            Some(d) => Ok(d.clone()),
+            None => Ok(dirs::data_dir()
+                .ok_or_else(|| anyhow::anyhow!("no per-user data folder on this system: pass --db DIR"))?
+                .join("pixdex")
+                .join("default")),
+        }
+    }
+}
+
+/// Going through a running `pixdex serve` instead of opening the collection.
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// Go through the `pixdex serve` at this URL (e.g. `http://127.0.0.1:50051`) instead of opening
+    /// the collection: the way to use a collection that a server holds. Index roots are then
+    /// folders on the server's machine (inside its `--allow-root` folders).
+    #[arg(long, env = "PIXDEX_SERVER", value_name = "URL")]
+    pub server: Option<String>,
+}
+
+impl ServerArgs {
+    /// The server URL, with `http://` added when no scheme is given.
+    pub fn url(&self) -> Option<String> {
+        self.server.as_deref().map(|s| if s.contains("://") { s.to_string() } else { format!("http://{s}") })
+    }
+}
+
+/// Where a query or index command works: a collection it opens itself (`--db`, with the model of
+/// `--model`), or the one a running server holds (`--server`).
+#[derive(Debug, Args)]
+pub struct CollectionArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
