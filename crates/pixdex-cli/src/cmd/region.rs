@@ -3,7 +3,7 @@
 //! output either way).
 
 use anyhow::Context;
-use pixdex_core::{PixelBox, RegionQuery};
+use pixdex_core::{ImageId, ImageRecord, PixelBox, RegionQuery};
 use pixdex_indexer::decode::{DecodeLimits, decode_path};
 use pixdex_indexer::region_crop::{RegionCrop, search_region};
 use pixdex_server::convert::{RegionMatch, RegionSearch, RegionSource};
@@ -16,27 +16,30 @@ use crate::cmd::print_results;
 use crate::cmd::search::open_for_query;
 use crate::remote;
 
+/// A box as printed, in the file's stored pixels.
 #[derive(Serialize)]
-struct Box_ {
+struct BoxJson {
     x: f32,
     y: f32,
     w: f32,
     h: f32,
 }
 
-impl From<PixelBox> for Box_ {
-    fn from(b: PixelBox) -> Self {
-        Self { x: b.x, y: b.y, w: b.w, h: b.h }
-    }
-}
-
+/// One result as printed (`--json`: `{"results":[…]}`), the same offline and served.
 #[derive(Serialize)]
-struct Result_ {
+struct RegionResult {
     id: u64,
     path: String,
     score: f32,
     #[serde(rename = "box")]
-    bbox: Box_,
+    bbox: BoxJson,
+}
+
+impl RegionResult {
+    fn new(id: ImageId, record: &ImageRecord, score: f32, b: PixelBox) -> Self {
+        let path = record.path.to_string_lossy().into_owned();
+        Self { id: id.0, path, score, bbox: BoxJson { x: b.x, y: b.y, w: b.w, h: b.h } }
+    }
 }
 
 pub fn run(args: RegionArgs) -> anyhow::Result<ExitCode> {
@@ -55,26 +58,18 @@ fn query(args: &RegionArgs) -> RegionQuery {
     RegionQuery { k: args.k, candidates: args.candidates, ..RegionQuery::default() }
 }
 
-fn search_offline(args: &RegionArgs) -> anyhow::Result<Vec<Result_>> {
+fn search_offline(args: &RegionArgs) -> anyhow::Result<Vec<RegionResult>> {
     let (collection, encoder) = open_for_query(&args.collection.db, &args.collection.model)?;
     let image = decode_path(&args.image, DecodeLimits::default())?;
     let crop = RegionCrop::new(&image, args.region)
         .with_context(|| format!("cutting the region of {}", args.image.display()))?;
     drop(image);
     let hits = search_region(&collection, &encoder, &crop, &query(args))?;
-    Ok(hits
-        .into_iter()
-        .map(|h| Result_ {
-            id: h.id.0,
-            path: h.record.path.to_string_lossy().into_owned(),
-            score: h.score,
-            bbox: h.bbox.into(),
-        })
-        .collect())
+    Ok(hits.into_iter().map(|h| RegionResult::new(h.id, &h.record, h.score, h.bbox)).collect())
 }
 
 /// Sends the file's bytes and the box; the server decodes, cuts and embeds them.
-async fn search_served(args: &RegionArgs, url: &str) -> anyhow::Result<Vec<Result_>> {
+async fn search_served(args: &RegionArgs, url: &str) -> anyhow::Result<Vec<RegionResult>> {
     let bytes = std::fs::read(&args.image).with_context(|| format!("reading {}", args.image.display()))?;
     let mut client = remote::connect_ready(url).await?;
     let query = RegionSearch {
@@ -94,13 +89,5 @@ async fn search_served(args: &RegionArgs, url: &str) -> anyhow::Result<Vec<Resul
         .into_inner();
     let hits = response.hits.into_iter().map(RegionMatch::try_from).collect::<Result<Vec<_>, _>>();
     let hits = hits.context("the server's answer")?;
-    Ok(hits
-        .into_iter()
-        .map(|h| Result_ {
-            id: h.id.0,
-            path: h.record.path.to_string_lossy().into_owned(),
-            score: h.score,
-            bbox: h.bbox.into(),
-        })
-        .collect())
+    Ok(hits.into_iter().map(|h| RegionResult::new(h.id, &h.record, h.score, h.bbox)).collect())
 }

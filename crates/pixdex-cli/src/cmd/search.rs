@@ -16,11 +16,18 @@ use crate::args::{DbArgs, ModelArgs, SearchArgs};
 use crate::cmd::print_results;
 use crate::remote;
 
+/// One result as printed (`--json`: `{"results":[…]}`), the same offline and served.
 #[derive(Serialize)]
-struct Result_ {
+struct SearchResult {
     id: u64,
     path: String,
     score: f32,
+}
+
+impl From<SimilarHit> for SearchResult {
+    fn from(h: SimilarHit) -> Self {
+        Self { id: h.hit.id.0, path: h.record.path.to_string_lossy().into_owned(), score: h.hit.score }
+    }
 }
 
 pub fn run(args: SearchArgs) -> anyhow::Result<ExitCode> {
@@ -46,20 +53,17 @@ pub fn open_for_query(db: &DbArgs, model: &ModelArgs) -> anyhow::Result<(Collect
     Ok((collection, encoder))
 }
 
-fn search_offline(args: &SearchArgs) -> anyhow::Result<Vec<Result_>> {
+fn search_offline(args: &SearchArgs) -> anyhow::Result<Vec<SearchResult>> {
     let (collection, encoder) = open_for_query(&args.collection.db, &args.collection.model)?;
     let image = decode_path(&args.image, DecodeLimits::default())?;
     let inputs = ModelInputs::of(&encoder, &image, InputKinds::QUERY)?;
     let global = embed_images(&encoder, &[&inputs.square])?.pop().context("no embedding")??.global;
     let hits = collection.search_similar(&global, &SimilarQuery { k: args.k, ..Default::default() })?;
-    Ok(hits
-        .into_iter()
-        .map(|h| Result_ { id: h.hit.id.0, path: h.record.path.to_string_lossy().into_owned(), score: h.hit.score })
-        .collect())
+    Ok(hits.into_iter().map(SearchResult::from).collect())
 }
 
 /// Sends the file's bytes; the server decodes and embeds them with the collection's model.
-async fn search_served(args: &SearchArgs, url: &str) -> anyhow::Result<Vec<Result_>> {
+async fn search_served(args: &SearchArgs, url: &str) -> anyhow::Result<Vec<SearchResult>> {
     // The server bounds k from above; 0 would mean its default.
     anyhow::ensure!(args.k > 0, "-k must be at least 1");
     let bytes = std::fs::read(&args.image).with_context(|| format!("reading {}", args.image.display()))?;
@@ -79,8 +83,5 @@ async fn search_served(args: &SearchArgs, url: &str) -> anyhow::Result<Vec<Resul
         .into_inner();
     let hits = response.hits.into_iter().map(SimilarHit::try_from).collect::<Result<Vec<_>, _>>();
     let hits = hits.context("the server's answer")?;
-    Ok(hits
-        .into_iter()
-        .map(|h| Result_ { id: h.hit.id.0, path: h.record.path.to_string_lossy().into_owned(), score: h.hit.score })
-        .collect())
+    Ok(hits.into_iter().map(SearchResult::from).collect())
 }
