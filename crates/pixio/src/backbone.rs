@@ -78,7 +78,6 @@ impl PixioBackbone {
         let out = self.model.forward_with_hidden_states(pixel_values)?;
         let hidden = out.hidden_states.as_ref().expect("forward_with_hidden_states keeps them");
         let cfg = self.model.config();
-        let (gh, gw) = out.grid();
         self.stages
             .iter()
             .map(|&i| {
@@ -87,9 +86,7 @@ impl PixioBackbone {
                     x = self.norm.forward(&x)?;
                 }
                 if cfg.reshape_hidden_states {
-                    let (b, t, h) = x.dims3()?;
-                    let ncls = cfg.n_cls_tokens;
-                    x = x.narrow(1, ncls, t - ncls)?.reshape((b, gh, gw, h))?.permute((0, 3, 1, 2))?.contiguous()?;
+                    x = out.patches_of(&x)?.permute((0, 3, 1, 2))?.contiguous()?;
                 }
                 Ok(FeatureMap { stage: self.stage_names[i].clone(), features: x })
             })

@@ -10,6 +10,15 @@ use rayon::prelude::*;
 /// Elements per parallel work item: large enough to amortise scheduling.
 const CHUNK: usize = 16 * 1024;
 
+/// A kernel input's elements: the kernels read f32 in row-major order, so anything else (another
+/// dtype, a strided view) is an error naming the kernel rather than wrong numbers.
+fn contiguous_f32<'a>(kernel: &str, storage: &'a CpuStorage, layout: &Layout) -> candle_core::Result<&'a [f32]> {
+    match (storage, layout.contiguous_offsets()) {
+        (CpuStorage::F32(src), Some((start, end))) => Ok(&src[start..end]),
+        _ => bail!("{kernel}: expects contiguous f32"),
+    }
+}
+
 /// `erf(x)` in f32 as an odd/even rational function on `[-4, 4]` (erf is ±1 in f32 beyond):
 /// a few ulp from the exact value, with no `exp`, so the loop vectorises.
 #[inline(always)]
@@ -44,10 +53,8 @@ impl CustomOp1 for GeluErf {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (CpuStorage::F32(src), Some((start, end))) = (storage, layout.contiguous_offsets()) else {
-            bail!("pixio gelu: expects contiguous f32")
-        };
-        let dst: Vec<f32> = src[start..end].par_iter().with_min_len(CHUNK).map(|&x| gelu(x)).collect();
+        let src = contiguous_f32("pixio gelu", storage, layout)?;
+        let dst: Vec<f32> = src.par_iter().with_min_len(CHUNK).map(|&x| gelu(x)).collect();
         Ok((CpuStorage::F32(dst), layout.shape().clone()))
     }
 }
@@ -73,14 +80,11 @@ impl CustomOp1 for LayerNormOp<'_> {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (CpuStorage::F32(src), Some((start, end))) = (storage, layout.contiguous_offsets()) else {
-            bail!("pixio layer norm: expects contiguous f32")
-        };
+        let src = contiguous_f32("pixio layer norm", storage, layout)?;
         let dim = self.weight.len();
         if layout.dims().last() != Some(&dim) {
             bail!("pixio layer norm: last dim of {:?} is not {dim}", layout.dims())
         }
-        let src = &src[start..end];
         let mut dst = vec![0f32; src.len()];
         let rows_per_chunk = (CHUNK / dim).max(1);
         dst.par_chunks_mut(rows_per_chunk * dim).zip(src.par_chunks(rows_per_chunk * dim)).for_each(|(d, s)| {
@@ -115,24 +119,15 @@ impl CustomOp3 for LinearOp {
         b: &CpuStorage,
         b_layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (
-            CpuStorage::F32(x),
-            CpuStorage::F32(w),
-            CpuStorage::F32(b),
-            Some((xs, xe)),
-            Some((ws, we)),
-            Some((bs, be)),
-        ) = (x, w, b, x_layout.contiguous_offsets(), w_layout.contiguous_offsets(), b_layout.contiguous_offsets())
-        else {
-            bail!("pixio linear: expects contiguous f32")
-        };
+        let x = contiguous_f32("pixio linear", x, x_layout)?;
+        let w = contiguous_f32("pixio linear", w, w_layout)?;
+        let bias = contiguous_f32("pixio linear", b, b_layout)?;
         let &[out_dim, in_dim] = w_layout.dims() else { bail!("pixio linear: weight must be 2-D") };
         let x_dims = x_layout.dims();
-        if x_dims.last() != Some(&in_dim) || be - bs != out_dim {
-            bail!("pixio linear: {x_dims:?} × {:?}ᵀ + [{}]", w_layout.dims(), be - bs)
+        if x_dims.last() != Some(&in_dim) || bias.len() != out_dim {
+            bail!("pixio linear: {x_dims:?} × {:?}ᵀ + [{}]", w_layout.dims(), bias.len())
         }
-        let rows = (xe - xs) / in_dim;
-        let bias = &b[bs..be];
+        let rows = x.len() / in_dim;
         let mut dst: Vec<f32> = Vec::with_capacity(rows * out_dim);
         for _ in 0..rows {
             dst.extend_from_slice(bias);
@@ -148,10 +143,10 @@ impl CustomOp3 for LinearOp {
                 1,
                 out_dim as isize,
                 true,
-                x[xs..].as_ptr(),
+                x.as_ptr(),
                 1,
                 in_dim as isize,
-                w[ws..we].as_ptr(),
+                w.as_ptr(),
                 in_dim as isize,
                 1,
                 1.0,
@@ -182,9 +177,7 @@ impl CustomOp1 for AttentionOp {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (CpuStorage::F32(src), Some((start, end))) = (storage, layout.contiguous_offsets()) else {
-            bail!("pixio attention: expects contiguous f32")
-        };
+        let qkv = contiguous_f32("pixio attention", storage, layout)?;
         let &[b, t, three_h] = layout.dims() else {
             bail!("pixio attention: expects [B, T, 3H], got {:?}", layout.dims())
         };
@@ -193,7 +186,6 @@ impl CustomOp1 for AttentionOp {
         if three_h != 3 * h {
             bail!("pixio attention: last dim {three_h} is not 3 × {heads} × {hd}")
         }
-        let qkv = &src[start..end];
         // One task per (image, head): two single-threaded GEMMs and a row softmax in between, so
         // the parallelism is across heads rather than inside small matrices.
         let contexts: Vec<Vec<f32>> = (0..b * heads)

@@ -1,5 +1,16 @@
 //! Pixio, Meta's MAE-style vision encoder, in candle — exact to Hugging Face transformers 5.x.
 //!
+//! This crate owns the model and nothing around it: the checkpoint's `config.json`, finding and
+//! loading its weights (a folder or a Hub id through hf-hub; every key layout; sharded; f32, f16
+//! or bf16), the exact preprocessing (Pillow-exact resampling), the forward pass of
+//! [`PixioModel`] (to the last block, or keeping every block's output for a chosen block's patch
+//! grid) and [`PixioBackbone`], the fused CPU kernels, and the choice of device and dtype. It
+//! knows nothing of collections, storage or gRPC, and reads no file but the checkpoint's: callers
+//! decode images (pixdex applies EXIF orientation first) and hand it pixels. Modules, private
+//! behind the re-exports below: `config`, `hub` (where the files are), `weights` (key layouts →
+//! canonical names), `preprocess` and `resample`, `embeddings` and `model` (pixio-spec §3),
+//! `backbone`, `cpu_ops`, `device`, `error`.
+//!
 //! ```no_run
 //! use pixio::{DeviceChoice, ModelFiles, PixioModel, Preprocessor, WeightSource};
 //! # fn main() -> pixio::Result<()> {
@@ -28,10 +39,12 @@ mod backbone;
 mod config;
 mod cpu_ops;
 mod device;
+mod embeddings;
 mod error;
 mod hub;
 mod model;
 mod preprocess;
+mod resample;
 mod weights;
 
 pub use backbone::{FeatureMap, PixioBackbone};
@@ -40,8 +53,7 @@ pub use device::{DeviceChoice, default_dtype, parse_dtype};
 pub use error::{Error, Result};
 pub use hub::{DEFAULT_MODEL, HubOptions, ModelFiles, WeightSource};
 pub use model::{PixioModel, PixioOutput, l2_normalize};
-pub use preprocess::{
-    Filter, PassOrder, Preprocessor, PreprocessorConfig, ResizeTarget, center_crop, resize_pillow, to_rgb,
-};
+pub use preprocess::{Preprocessor, PreprocessorConfig, ResizeTarget, center_crop, to_rgb};
+pub use resample::{Filter, PassOrder, resize_pillow};
 
 pub use candle_core::{DType, Device, Tensor};

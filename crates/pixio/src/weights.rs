@@ -253,48 +253,42 @@ fn canonical_model_key(key: &str) -> Option<String> {
 mod tests {
     use super::*;
 
-    fn canon(keys: &[&str]) -> BTreeMap<String, String> {
-        let stored: Vec<String> = keys.iter().map(|s| s.to_string()).collect();
+    /// Canonicalises the stored keys of `pairs` and checks that each maps to its canonical name.
+    fn assert_canonical(pairs: &[(&str, &str)]) {
+        let stored: Vec<String> = pairs.iter().map(|(s, _)| s.to_string()).collect();
         let (names, unknown) = canonicalize(&stored).unwrap();
         assert!(unknown.is_empty(), "{unknown:?}");
-        names.into_iter().map(|(c, s)| (s, c)).collect()
+        let found: BTreeMap<String, String> = names.into_iter().map(|(c, s)| (s, c)).collect();
+        for (stored, canonical) in pairs {
+            assert_eq!(found[*stored], *canonical, "{stored}");
+        }
     }
 
     #[test]
     fn every_layout_maps_to_hub_names() {
-        let m = canon(&[
-            "embeddings.cls_token",
-            "encoder.layer.3.norm1.weight",
-            "encoder.layer.3.attention.attention.query.bias",
-            "encoder.layer.3.attention.output.dense.weight",
-            "encoder.layer.3.intermediate.dense.weight",
-            "encoder.layer.3.output.dense.bias",
-            "layers.4.layernorm_after.bias",
-            "layers.4.attention.o_proj.weight",
-            "layers.4.attention.k_proj.weight",
-            "layers.4.mlp.fc2.weight",
-            "layernorm.weight",
+        assert_canonical(&[
+            ("embeddings.cls_token", "embeddings.cls_token"),
+            ("encoder.layer.3.norm1.weight", "encoder.layer.3.norm1.weight"),
+            ("encoder.layer.3.attention.attention.query.bias", "encoder.layer.3.attention.attention.query.bias"),
+            ("encoder.layer.3.attention.output.dense.weight", "encoder.layer.3.attention.output.dense.weight"),
+            ("encoder.layer.3.intermediate.dense.weight", "encoder.layer.3.mlp.fc1.weight"),
+            ("encoder.layer.3.output.dense.bias", "encoder.layer.3.mlp.fc2.bias"),
+            ("layers.4.layernorm_after.bias", "encoder.layer.4.norm2.bias"),
+            ("layers.4.attention.o_proj.weight", "encoder.layer.4.attention.output.dense.weight"),
+            ("layers.4.attention.k_proj.weight", "encoder.layer.4.attention.attention.key.weight"),
+            ("layers.4.mlp.fc2.weight", "encoder.layer.4.mlp.fc2.weight"),
+            ("layernorm.weight", "layernorm.weight"),
         ]);
-        assert_eq!(m["encoder.layer.3.attention.output.dense.weight"], "encoder.layer.3.attention.output.dense.weight");
-        assert_eq!(m["encoder.layer.3.intermediate.dense.weight"], "encoder.layer.3.mlp.fc1.weight");
-        assert_eq!(m["encoder.layer.3.output.dense.bias"], "encoder.layer.3.mlp.fc2.bias");
-        assert_eq!(m["layers.4.layernorm_after.bias"], "encoder.layer.4.norm2.bias");
-        assert_eq!(m["layers.4.attention.o_proj.weight"], "encoder.layer.4.attention.output.dense.weight");
-        assert_eq!(m["layers.4.attention.k_proj.weight"], "encoder.layer.4.attention.attention.key.weight");
-        assert_eq!(m["layers.4.mlp.fc2.weight"], "encoder.layer.4.mlp.fc2.weight");
     }
 
     #[test]
     fn backbone_prefix_and_own_norm() {
-        let m = canon(&[
-            "encoder.embeddings.cls_token",
-            "encoder.encoder.layer.0.norm1.weight",
-            "encoder.layernorm.bias",
-            "layernorm.bias",
+        assert_canonical(&[
+            ("encoder.embeddings.cls_token", "embeddings.cls_token"),
+            ("encoder.encoder.layer.0.norm1.weight", "encoder.layer.0.norm1.weight"),
+            ("encoder.layernorm.bias", "layernorm.bias"),
+            ("layernorm.bias", "backbone.layernorm.bias"),
         ]);
-        assert_eq!(m["encoder.encoder.layer.0.norm1.weight"], "encoder.layer.0.norm1.weight");
-        assert_eq!(m["encoder.layernorm.bias"], "layernorm.bias");
-        assert_eq!(m["layernorm.bias"], "backbone.layernorm.bias");
     }
 
     #[test]
