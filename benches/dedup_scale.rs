@@ -6,10 +6,7 @@
 //! `cargo bench -p pixdex-benches --bench dedup_scale -- [--n 100000] [--dim 384] [--clusters 2000] [--reference 10000]`
 
 use pixdex_benches::{arg, peak_rss_mib, random_unit};
-use pixdex_core::{
-    Collection, CollectionConfig, DedupOptions, DedupPhase, DuplicateKind, Embedding, ImageRecord, ImageStatus,
-    NewImage, PatchCodec, UnitVector,
-};
+use pixdex_core::{DedupOptions, DedupPhase, DuplicateKind, Embedding, ImageRecord, ImageStatus, NewImage, UnitVector};
 use rand::{Rng, SeedableRng};
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -38,15 +35,7 @@ fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let (n, dim, clusters) = (arg(&args, "--n", 100_000), arg(&args, "--dim", 384), arg(&args, "--clusters", 2000));
     let reference_n = arg(&args, "--reference", 10_000).min(n);
-    let dir = tempfile::tempdir()?;
-    let config = CollectionConfig {
-        model: "random".into(),
-        model_fingerprint: "random".into(),
-        embedding: "random".into(),
-        dim,
-        patch_codec: PatchCodec { pool: 1 },
-    };
-    let c = Collection::open_or_create(dir.path(), &config)?;
+    let (_dir, c) = pixdex_benches::synthetic_collection("random", dim)?;
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     let centres: Vec<UnitVector> = (0..clusters).map(|_| random_unit(&mut rng, dim)).collect();
     // Every 50th image is an original with two near copies (cosine ≈ 0.99) right after it.

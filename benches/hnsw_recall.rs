@@ -6,9 +6,7 @@
 //! `cargo bench -p pixdex-benches --bench hnsw_recall -- [--n 100000] [--dim 384] [--queries 200] [--clusters 2000]`
 
 use pixdex_benches::{arg, random_unit};
-use pixdex_core::{
-    Collection, CollectionConfig, Embedding, ImageRecord, ImageStatus, NewImage, PatchCodec, UnitVector,
-};
+use pixdex_core::{Embedding, ImageRecord, ImageStatus, NewImage, UnitVector};
 use rand::{Rng, SeedableRng};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -20,15 +18,7 @@ fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let (n, dim, queries) = (arg(&args, "--n", 100_000), arg(&args, "--dim", 384), arg(&args, "--queries", 200));
     let clusters = arg(&args, "--clusters", 2000);
-    let dir = tempfile::tempdir()?;
-    let config = CollectionConfig {
-        model: "random".into(),
-        model_fingerprint: "random".into(),
-        embedding: "random".into(),
-        dim,
-        patch_codec: PatchCodec { pool: 1 },
-    };
-    let c = Collection::open_or_create(dir.path(), &config)?;
+    let (_dir, c) = pixdex_benches::synthetic_collection("random", dim)?;
     let mut rng = rand::rngs::StdRng::seed_from_u64(42);
     let centres: Vec<UnitVector> = (0..clusters).map(|_| random_unit(&mut rng, dim)).collect();
     // A point: its centre plus isotropic noise with about the centre's norm (cosine to the centre ≈ 0.7).

@@ -156,3 +156,32 @@ pub fn shared_photos_and_model() -> Option<(std::path::PathBuf, std::path::PathB
         None
     }
 }
+
+/// The working folder of a quality bench: `--keep DIR` (created, kept for a later run), else a
+/// temporary folder removed when the returned guard drops. Canonical, so that stored paths match.
+pub fn work_dir(keep: Option<String>) -> anyhow::Result<(tempfile::TempDir, std::path::PathBuf)> {
+    let tmp = tempfile::tempdir()?;
+    let base = match keep {
+        Some(dir) => {
+            std::fs::create_dir_all(&dir)?;
+            std::path::PathBuf::from(dir)
+        }
+        None => tmp.path().to_path_buf(),
+    };
+    Ok((tmp, base.canonicalize()?))
+}
+
+/// An empty collection of `dim`-d vectors in a temporary folder, pinned to a made-up model named
+/// `name` (for the benches that store synthetic vectors or grids).
+pub fn synthetic_collection(name: &str, dim: usize) -> anyhow::Result<(tempfile::TempDir, pixdex_core::Collection)> {
+    let dir = tempfile::tempdir()?;
+    let config = pixdex_core::CollectionConfig {
+        model: name.into(),
+        model_fingerprint: name.into(),
+        embedding: name.into(),
+        dim,
+        patch_codec: pixdex_core::PatchCodec { pool: 1 },
+    };
+    let collection = pixdex_core::Collection::open_or_create(dir.path(), &config)?;
+    Ok((dir, collection))
+}

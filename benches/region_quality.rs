@@ -133,15 +133,7 @@ fn main() -> anyhow::Result<()> {
     let n_crops: usize = arg("--crops").map(|s| s.parse()).transpose()?.unwrap_or(40);
     let n_pasted: usize = arg("--pasted").map(|s| s.parse()).transpose()?.unwrap_or(40);
     let Some((photos, model)) = pixdex_benches::shared_photos_and_model() else { return Ok(()) };
-    let tmp = tempfile::tempdir()?;
-    let base = match arg("--keep") {
-        Some(dir) => {
-            fs::create_dir_all(&dir)?;
-            PathBuf::from(dir)
-        }
-        None => tmp.path().to_path_buf(),
-    }
-    .canonicalize()?;
+    let (_tmp, base) = pixdex_benches::work_dir(arg("--keep"))?;
 
     // 1. Library and queries.
     let text = fs::read_to_string(photos.join("manifest.csv"))?;

@@ -10,9 +10,8 @@
 
 use pixdex_benches::{arg, peak_rss_mib, random_unit};
 use pixdex_core::{
-    Collection, CollectionConfig, DEFAULT_REGION_CANDIDATES, Embedding, ImageId, ImageRecord, ImageStatus, NewImage,
-    PatchCodec, PatchGrid, RegionFrame, RegionGrid, RegionQuery, UnitVector, cells_per_px, match_template,
-    query_grid_sizes,
+    DEFAULT_REGION_CANDIDATES, Embedding, ImageId, ImageRecord, ImageStatus, NewImage, PatchGrid, RegionFrame,
+    RegionGrid, RegionQuery, UnitVector, cells_per_px, match_template, query_grid_sizes,
 };
 use rand::{Rng, SeedableRng};
 use std::path::PathBuf;
@@ -58,15 +57,7 @@ fn main() -> anyhow::Result<()> {
     let n = arg(&args, "--n", 10_000);
     let n_queries = arg(&args, "--queries", 20);
     let n_words = arg(&args, "--words", 4096);
-    let dir = tempfile::tempdir()?;
-    let config = CollectionConfig {
-        model: "synthetic".into(),
-        model_fingerprint: "synthetic".into(),
-        embedding: "synthetic".into(),
-        dim: DIM,
-        patch_codec: PatchCodec { pool: 1 },
-    };
-    let c = Collection::open_or_create(dir.path(), &config)?;
+    let (_dir, c) = pixdex_benches::synthetic_collection("synthetic", DIM)?;
     let mut rng = rand::rngs::StdRng::seed_from_u64(11);
     let words: Vec<UnitVector> = (0..n_words).map(|_| random_unit(&mut rng, DIM)).collect();
 

@@ -44,8 +44,6 @@ use pixdex_indexer::crawl::CrawlOptions;
 use pixdex_indexer::encoder::PixioEncoder;
 use pixdex_indexer::pipeline::{IndexOptions, NoProgress, run_index_job};
 use pixio::{DType, Device, WeightSource};
-use std::fs;
-use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
@@ -66,15 +64,7 @@ fn main() -> anyhow::Result<()> {
     let originals: usize = arg("--originals").map(|s| s.parse()).transpose()?.unwrap_or(60);
     let Some((photos, model)) = pixdex_benches::shared_photos_and_model() else { return Ok(()) };
     let started = Instant::now();
-    let tmp = tempfile::tempdir()?;
-    let base = match arg("--keep") {
-        Some(dir) => {
-            fs::create_dir_all(&dir)?;
-            PathBuf::from(dir)
-        }
-        None => tmp.path().to_path_buf(),
-    };
-    let base = base.canonicalize()?;
+    let (_tmp, base) = pixdex_benches::work_dir(arg("--keep"))?;
 
     // 1. Libraries.
     let manifest = read_manifest(&photos)?;
