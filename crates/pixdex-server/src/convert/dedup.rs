@@ -13,9 +13,9 @@ const MAX_NEIGHBOURS: usize = 100;
 /// Results of `DuplicatesOf` when the request leaves `limit` 0.
 const DEFAULT_LIMIT: usize = 100;
 
-/// The near-duplicate rule of a request (unset fields take the defaults) as options. The core
-/// checks the same ranges when it runs; they are checked here too because a streamed search must
-/// be refused before its stream opens.
+/// The near-duplicate rule of a request (unset fields take the defaults) as options, checked
+/// here with the core's own [`DedupOptions::validate`] because a streamed search must be refused
+/// before its stream opens.
 fn options(
     (threshold, verify_from, min_geometry, no_verify): (Option<f32>, Option<f32>, Option<f32>, bool),
     keeper_rule: &[i32],
@@ -25,17 +25,7 @@ fn options(
     let defaults = DedupOptions::default();
     let threshold = threshold.unwrap_or(defaults.threshold);
     let verify_from = verify_from.unwrap_or(defaults.verify_from);
-    for (name, v) in [("threshold", threshold), ("verify_from", verify_from)] {
-        if !(-1.0..=1.0).contains(&v) {
-            return Err(Invalid(format!("{name} must be within -1..=1, not {v}")));
-        }
-    }
     let min_geometry = if no_verify { None } else { min_geometry.or(defaults.min_geometry) };
-    if let Some(g) = min_geometry
-        && !(0.0..=1.0).contains(&g)
-    {
-        return Err(Invalid(format!("min_geometry must be within 0..=1, not {g}")));
-    }
     let keeper_rule = match keeper_rule {
         [] => defaults.keeper_rule,
         rule => rule
@@ -47,7 +37,10 @@ fn options(
             })
             .collect::<Result<_, _>>()?,
     };
-    Ok(DedupOptions { threshold, verify_from, min_geometry, neighbours, path_prefix: path_prefix(prefix), keeper_rule })
+    let options =
+        DedupOptions { threshold, verify_from, min_geometry, neighbours, path_prefix: path_prefix(prefix), keeper_rule };
+    options.validate().map_err(|e| Invalid(e.to_string()))?;
+    Ok(options)
 }
 
 impl TryFrom<pb::FindDuplicatesRequest> for DedupOptions {
