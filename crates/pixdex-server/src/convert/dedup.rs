@@ -37,8 +37,14 @@ fn options(
             })
             .collect::<Result<_, _>>()?,
     };
-    let options =
-        DedupOptions { threshold, verify_from, min_geometry, neighbours, path_prefix: path_prefix(prefix), keeper_rule };
+    let options = DedupOptions {
+        threshold,
+        verify_from,
+        min_geometry,
+        neighbours,
+        path_prefix: path_prefix(prefix),
+        keeper_rule,
+    };
     options.validate().map_err(|e| Invalid(e.to_string()))?;
     Ok(options)
 }
