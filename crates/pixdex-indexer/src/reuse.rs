@@ -16,7 +16,7 @@ pub fn find_reusable(
     for id in collection.ids_by_hash(blake3)? {
         if let Some(record) = collection.get(id)?
             && record.status == ImageStatus::Embedded
-            && collection.global_vector(id)?.is_some()
+            && collection.has_global_vector(id)?
             && !lacks_inputs(collection, id, &record, kinds)?
         {
             return Ok(Some((id, record)));

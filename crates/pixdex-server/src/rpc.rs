@@ -94,6 +94,9 @@ where
     }
 }
 
+/// Path prefixes of the services the server runs (pixdex's, health, reflection).
+const SERVED_SERVICES: [&str; 3] = ["/pixdex.v1.", "/grpc.health.v1.", "/grpc.reflection."];
+
 /// What is needed to record one call when it ends.
 struct Call {
     metrics: Arc<Metrics>,
@@ -105,9 +108,11 @@ struct Call {
 impl Call {
     fn finish(&mut self, code: Code) {
         let elapsed = self.started.elapsed();
-        // tonic answers an unknown path with UNIMPLEMENTED: those paths are the client's words,
-        // and as labels they would grow the metrics without bound.
-        let label = if code == Code::Unimplemented { "unknown" } else { self.method.as_str() };
+        // Paths are the client's words: as labels they would grow the metrics without bound. A
+        // method of a service this server runs is answered with something other than
+        // UNIMPLEMENTED (tonic's answer to an unknown path); anything else is `unknown`.
+        let served = SERVED_SERVICES.iter().any(|s| self.method.starts_with(s));
+        let label = if served && code != Code::Unimplemented { self.method.as_str() } else { "unknown" };
         self.metrics.rpc(label, code, elapsed);
         let duration_ms = elapsed.as_secs_f64() * 1e3;
         self.span.record("code", code_name(code));

@@ -114,6 +114,11 @@ impl Collection {
         self.get_decoded(&self.views, id, |b| DedupViews::decode_vectors(b, self.config.dim))
     }
 
+    /// Whether the image's global vector is stored (without reading it).
+    pub fn has_global_vector(&self, id: ImageId) -> Result<bool> {
+        self.contains(&self.global, id)
+    }
+
     /// Whether the image's mirrored and grayscale views are stored.
     pub fn has_view_vectors(&self, id: ImageId) -> Result<bool> {
         self.contains(&self.views, id)

@@ -11,7 +11,8 @@
 //!
 //! Each stage runs in its own `tracing` span (`crawl`, `change_detection`,
 //! `region_reduction_fit`, `prepare` per file, `embed_batch` with its `forward` passes,
-//! `commit`, `removals`) inside the job's `index_job` span.
+//! `commit`, `removals`) inside an `index_run` span (the server's jobs run it inside their own
+//! `index_job` span, which carries the job id).
 
 use pixdex_core::Collection;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -40,7 +41,7 @@ pub fn run_index_job(
     progress: &dyn Progress,
     cancel: &AtomicBool,
 ) -> Result<IndexReport> {
-    let job_span = tracing::info_span!("index_job", roots = ?options.crawl.roots);
+    let job_span = tracing::info_span!("index_run", roots = ?options.crawl.roots);
     let _job = job_span.enter();
     let started = Instant::now();
     let kinds = options.input_kinds();
