@@ -323,11 +323,16 @@ impl PixioModel {
         self.run(pixel_values, true)
     }
 
-    fn run(&self, pixel_values: &Tensor, keep_hidden: bool) -> Result<PixioOutput> {
+    /// The token sequence entering block 1, and the input's patch grid.
+    fn embed(&self, pixel_values: &Tensor) -> Result<(Tensor, (usize, usize))> {
         let grid = self.input_grid(pixel_values)?;
         let (hp, wp) = (pixel_values.dim(2)?, pixel_values.dim(3)?);
         let x = pixel_values.to_device(&self.device)?.to_dtype(self.dtype)?;
-        let mut x = self.embeddings.forward(&x, grid, hp == wp)?;
+        Ok((self.embeddings.forward(&x, grid, hp == wp)?, grid))
+    }
+
+    fn run(&self, pixel_values: &Tensor, keep_hidden: bool) -> Result<PixioOutput> {
+        let (mut x, grid) = self.embed(pixel_values)?;
         let mut hidden = keep_hidden.then(|| Vec::with_capacity(self.layers.len() + 1));
         for layer in &self.layers {
             if let Some(h) = hidden.as_mut() {
@@ -354,6 +359,24 @@ impl PixioModel {
             .and_then(|h| h.get(layer))
             .ok_or_else(|| Error::Input(format!("no hidden state {layer} (run forward_with_hidden_states)")))?;
         Ok(out.patches_of(&self.layernorm.forward(hidden)?)?)
+    }
+
+    /// The patch tokens of block `layer`'s output with the final LayerNorm applied, as
+    /// `[B, gh, gw, H]`, running only blocks `1..=layer`: the same numbers as
+    /// [`Self::layer_patch_grid`] after a full [`Self::forward_with_hidden_states`], at
+    /// `layer / L` of its cost and without keeping every block's output.
+    pub fn patch_grid_at_layer(&self, pixel_values: &Tensor, layer: usize) -> Result<Tensor> {
+        if layer > self.layers.len() {
+            return Err(Error::Input(format!("no block {layer} (the model has {})", self.layers.len())));
+        }
+        let (mut x, grid) = self.embed(pixel_values)?;
+        for block in &self.layers[..layer] {
+            x = block.forward(&x)?;
+        }
+        let (b, t, h) = x.dims3()?;
+        let ncls = self.config.n_cls_tokens;
+        let patches = self.layernorm.forward(&x.narrow(1, ncls, t - ncls)?)?;
+        Ok(patches.reshape((b, grid.0, grid.1, h))?)
     }
 
     /// Checks the input shape and returns its patch grid.

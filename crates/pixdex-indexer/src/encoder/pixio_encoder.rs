@@ -113,8 +113,8 @@ impl Encoder for PixioEncoder {
     }
 
     fn embed_region_grids(&self, inputs: &[Tensor]) -> pixio::Result<Vec<PatchGrid>> {
-        let out = self.model.forward_with_hidden_states(&Tensor::stack(inputs, 0)?)?;
-        grids_of(&self.model.layer_patch_grid(&out, self.region_layer())?)
+        // Only the blocks up to the kept one run: half of ViT-S/14's twelve, and no pooler.
+        grids_of(&self.model.patch_grid_at_layer(&Tensor::stack(inputs, 0)?, self.region_layer())?)
     }
 }
 

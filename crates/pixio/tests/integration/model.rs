@@ -91,6 +91,16 @@ fn hidden_states_and_outputs() {
         let row1 = grid.get(0).unwrap().get(1).unwrap().get(0).unwrap();
         let tok = out.last_hidden_state.get(0).unwrap().get(ncls + gw).unwrap();
         assert_eq!(max_abs_diff(&row1, &tok), 0.0);
+        // A pass that stops at a block gives that block's normed patches exactly, batched too.
+        let pv = get(&reference, "photo_jpg.pixel_values");
+        let pair = pixio::Tensor::cat(&[pv, &pv.affine(-0.5, 0.1).unwrap()], 0).unwrap();
+        let full = model.forward_with_hidden_states(&pair).unwrap();
+        for layer in [0, 1, model.config().num_hidden_layers] {
+            let short = model.patch_grid_at_layer(&pair, layer).unwrap();
+            assert_eq!(short.dims(), full.patch_grid().unwrap().dims());
+            assert_eq!(max_abs_diff(&short, &model.layer_patch_grid(&full, layer).unwrap()), 0.0, "{name} block {layer}");
+        }
+        assert!(model.patch_grid_at_layer(&pair, model.config().num_hidden_layers + 1).is_err());
         // The global embedding is the unit-length pooler.
         let g = out.global_embedding().unwrap().sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
         assert!((g - 1.0).abs() < 1e-5);
