@@ -18,38 +18,70 @@ use crate::hub::ModelFiles;
 use crate::weights::{BACKBONE_NORM, Checkpoint, Weights};
 
 /// `nn.Linear` as a single GEMM over all tokens (`[B·T, in] × [in, out]`), which candle's CPU
-/// backend runs faster than a batched matmul with a broadcast weight.
+/// backend runs faster than a batched matmul with a broadcast weight. On the CPU in f32, the GELU
+/// after it or the residual connection around it is fused into the same kernel.
 #[derive(Debug, Clone)]
 struct Linear {
     weight: Tensor,
-    bias: Option<Tensor>,
+    bias: Tensor,
+    /// Host copy of the bias for the fused CPU kernels (f32 models only).
+    bias_host: Option<Vec<f32>>,
 }
 
 impl Linear {
     fn new(w: &Weights, in_dim: usize, out_dim: usize) -> Result<Self> {
-        Ok(Self { weight: w.get("weight", &[out_dim, in_dim])?, bias: Some(w.get("bias", &[out_dim])?) })
+        Self::from_parts(w.get("weight", &[out_dim, in_dim])?, w.get("bias", &[out_dim])?)
+    }
+
+    fn from_parts(weight: Tensor, bias: Tensor) -> Result<Self> {
+        let fused = weight.device().is_cpu() && weight.dtype() == DType::F32;
+        let bias_host = if fused { Some(bias.to_vec1()?) } else { None };
+        Ok(Self { weight, bias, bias_host })
+    }
+
+    /// The fused kernels' bias, when `x` can take them (f32 on the CPU).
+    fn fused_bias(&self, x: &Tensor) -> Option<&[f32]> {
+        self.bias_host.as_deref().filter(|_| x.device().is_cpu() && x.dtype() == DType::F32)
+    }
+
+    /// `x Wᵀ + b` with candle's ops.
+    fn unfused(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let dims = x.dims();
+        let in_dim = dims[dims.len() - 1];
+        let rows = x.elem_count() / in_dim;
+        let y = x.reshape((rows, in_dim))?.matmul(&self.weight.t()?)?.broadcast_add(&self.bias)?;
+        let mut out_dims = dims.to_vec();
+        *out_dims.last_mut().expect("rank >= 1") = self.weight.dim(0)?;
+        y.reshape(out_dims)
+    }
+
+    /// `gelu(x Wᵀ + b)` (exact erf).
+    fn forward_gelu(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        match self.fused_bias(x) {
+            Some(bias) => x.contiguous()?.apply_op2_no_bwd(&self.weight, &cpu_ops::LinearOp { bias, gelu: true }),
+            None => self.unfused(x)?.gelu_erf(),
+        }
+    }
+
+    /// `residual + x Wᵀ + b`.
+    fn forward_residual(&self, x: &Tensor, residual: &Tensor) -> candle_core::Result<Tensor> {
+        match self.fused_bias(x) {
+            Some(bias) => x.contiguous()?.apply_op3_no_bwd(
+                &self.weight,
+                &residual.contiguous()?,
+                &cpu_ops::LinearResidualOp { bias },
+            ),
+            None => residual + self.unfused(x)?,
+        }
     }
 }
 
 impl Module for Linear {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        if let Some(b) = &self.bias
-            && x.device().is_cpu()
-            && x.dtype() == DType::F32
-        {
-            return x.contiguous()?.apply_op3_no_bwd(&self.weight, b, &cpu_ops::LinearOp);
+        match self.fused_bias(x) {
+            Some(bias) => x.contiguous()?.apply_op2_no_bwd(&self.weight, &cpu_ops::LinearOp { bias, gelu: false }),
+            None => self.unfused(x),
         }
-        let dims = x.dims();
-        let in_dim = dims[dims.len() - 1];
-        let rows = x.elem_count() / in_dim;
-        let y = x.reshape((rows, in_dim))?.matmul(&self.weight.t()?)?;
-        let y = match &self.bias {
-            Some(b) => y.broadcast_add(b)?,
-            None => y,
-        };
-        let mut out_dims = dims.to_vec();
-        *out_dims.last_mut().expect("rank >= 1") = self.weight.dim(0)?;
-        y.reshape(out_dims)
     }
 }
 
@@ -116,7 +148,7 @@ impl Attention {
             });
         }
         Ok(Self {
-            qkv: Linear { weight: Tensor::cat(&weights, 0)?, bias: Some(Tensor::cat(&biases, 0)?) },
+            qkv: Linear::from_parts(Tensor::cat(&weights, 0)?, Tensor::cat(&biases, 0)?)?,
             output: Linear::new(&w.pp("output").pp("dense"), h, h)?,
             heads: cfg.num_attention_heads,
             head_dim: cfg.head_dim(),
@@ -124,14 +156,15 @@ impl Attention {
     }
 }
 
-impl Module for Attention {
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+impl Attention {
+    /// `residual + attention(x)`: the output projection carries the residual connection.
+    fn forward_residual(&self, x: &Tensor, residual: &Tensor) -> candle_core::Result<Tensor> {
         let (b, t, h) = x.dims3()?;
         let qkv = self.qkv.forward(x)?; // [B, T, 3H]
         let scale = (self.head_dim as f64).powf(-0.5);
         if qkv.device().is_cpu() && qkv.dtype() == DType::F32 {
             let op = cpu_ops::AttentionOp { heads: self.heads, head_dim: self.head_dim, scale: scale as f32 };
-            return self.output.forward(&qkv.contiguous()?.apply_op1_no_bwd(&op)?);
+            return self.output.forward_residual(&qkv.contiguous()?.apply_op1_no_bwd(&op)?, residual);
         }
         let qkv = qkv.reshape((b, t, 3, self.heads, self.head_dim))?.permute((2, 0, 3, 1, 4))?; // [3, B, heads, T, hd]
         // Scores and softmax in f32 whatever the compute dtype (as SDPA keeps them): rounding
@@ -143,7 +176,7 @@ impl Module for Attention {
         let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(v.dtype())?;
         let context = probs.matmul(&v)?; // [B, heads, T, hd]
         let context = context.transpose(1, 2)?.reshape((b, t, h))?;
-        self.output.forward(&context)
+        self.output.forward_residual(&context, residual)
     }
 }
 
@@ -153,10 +186,10 @@ struct Mlp {
     fc2: Linear,
 }
 
-impl Module for Mlp {
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        // gelu_erf: transformers' "gelu" is the exact erf form, not the tanh approximation.
-        self.fc2.forward(&cpu_ops::gelu_erf(&self.fc1.forward(x)?)?)
+impl Mlp {
+    /// `residual + mlp(x)`. transformers' "gelu" is the exact erf form, not the tanh approximation.
+    fn forward_residual(&self, x: &Tensor, residual: &Tensor) -> candle_core::Result<Tensor> {
+        self.fc2.forward_residual(&self.fc1.forward_gelu(x)?, residual)
     }
 }
 
@@ -186,8 +219,8 @@ impl Layer {
 
 impl Module for Layer {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let x = (x + self.attention.forward(&self.norm1.forward(x)?)?)?;
-        &x + self.mlp.forward(&self.norm2.forward(&x)?)?
+        let x = self.attention.forward_residual(&self.norm1.forward(x)?, x)?;
+        self.mlp.forward_residual(&self.norm2.forward(&x)?, &x)
     }
 }
 
