@@ -8,6 +8,7 @@
 //! (patch projection, class tokens, position interpolation) live in [`crate::embeddings`].
 
 use candle_core::{D, DType, Device, Module, Tensor};
+use rayon::prelude::*;
 use std::collections::HashMap;
 
 use crate::config::Config;
@@ -364,7 +365,68 @@ impl PixioModel {
         Ok((self.embeddings.forward(&x, grid, hp == wp)?, grid))
     }
 
+    /// How many parts to split a batch of `batch` inputs into, one per compute thread, each
+    /// running its whole forward pass on one thread: on the CPU in f32, when every thread gets
+    /// an equal share (within 10%). A GEMM split across threads for every op waits on the
+    /// slowest thread dozens of times per pass and runs smaller tiles; parts run independently.
+    fn batch_parts(&self, batch: usize) -> usize {
+        let threads = cpu_ops::compute_threads();
+        if !self.device.is_cpu() || self.dtype != DType::F32 || threads < 2 || batch < threads {
+            return 1;
+        }
+        // The slowest part has ceil(batch / threads) inputs.
+        let efficiency = batch as f64 / (threads * batch.div_ceil(threads)) as f64;
+        if efficiency >= 0.9 { threads } else { 1 }
+    }
+
+    /// `f` over parts of the batch in parallel (see [`Self::batch_parts`]), or over the whole
+    /// batch; the results in batch order.
+    fn over_batch_parts<T: Send>(
+        &self,
+        pixel_values: &Tensor,
+        f: impl Fn(&Tensor) -> Result<T> + Sync,
+    ) -> Result<Vec<T>> {
+        let parts = self.batch_parts(pixel_values.dim(0)?);
+        if parts <= 1 {
+            return Ok(vec![f(pixel_values)?]);
+        }
+        pixel_values
+            .chunk(parts, 0)?
+            .into_par_iter()
+            .map(|part| cpu_ops::with_single_threaded_gemm(|| f(&part)))
+            .collect()
+    }
+
     fn run(&self, pixel_values: &Tensor, keep_hidden: bool) -> Result<PixioOutput> {
+        let mut parts = self.over_batch_parts(pixel_values, |part| self.run_part(part, keep_hidden))?;
+        if parts.len() == 1 {
+            return Ok(parts.remove(0));
+        }
+        let cat = |pick: fn(&PixioOutput) -> &Tensor| -> Result<Tensor> {
+            Ok(Tensor::cat(&parts.iter().map(pick).collect::<Vec<_>>(), 0)?)
+        };
+        let hidden_states = match keep_hidden {
+            true => Some(
+                (0..=self.layers.len())
+                    .map(|i| {
+                        let layer: Vec<&Tensor> =
+                            parts.iter().map(|p| &p.hidden_states.as_ref().expect("kept in every part")[i]).collect();
+                        Ok(Tensor::cat(&layer, 0)?)
+                    })
+                    .collect::<Result<Vec<_>>>()?,
+            ),
+            false => None,
+        };
+        Ok(PixioOutput {
+            last_hidden_state: cat(|p| &p.last_hidden_state)?,
+            pooler_output: cat(|p| &p.pooler_output)?,
+            hidden_states,
+            grid: parts[0].grid,
+            n_cls_tokens: parts[0].n_cls_tokens,
+        })
+    }
+
+    fn run_part(&self, pixel_values: &Tensor, keep_hidden: bool) -> Result<PixioOutput> {
         let (mut x, grid) = self.embed(pixel_values)?;
         let mut hidden = keep_hidden.then(|| Vec::with_capacity(self.layers.len() + 1));
         for layer in &self.layers {
@@ -402,14 +464,17 @@ impl PixioModel {
         if layer > self.layers.len() {
             return Err(Error::Input(format!("no block {layer} (the model has {})", self.layers.len())));
         }
-        let (mut x, grid) = self.embed(pixel_values)?;
-        for block in &self.layers[..layer] {
-            x = block.forward(&x)?;
-        }
-        let (b, t, h) = x.dims3()?;
-        let ncls = self.config.n_cls_tokens;
-        let patches = self.layernorm.forward(&x.narrow(1, ncls, t - ncls)?)?;
-        Ok(patches.reshape((b, grid.0, grid.1, h))?)
+        let parts = self.over_batch_parts(pixel_values, |part| {
+            let (mut x, grid) = self.embed(part)?;
+            for block in &self.layers[..layer] {
+                x = block.forward(&x)?;
+            }
+            let (b, t, h) = x.dims3()?;
+            let ncls = self.config.n_cls_tokens;
+            let patches = self.layernorm.forward(&x.narrow(1, ncls, t - ncls)?)?;
+            Ok(patches.reshape((b, grid.0, grid.1, h))?)
+        })?;
+        Ok(Tensor::cat(&parts, 0)?)
     }
 
     /// Checks the input shape and returns its patch grid.

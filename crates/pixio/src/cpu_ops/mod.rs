@@ -7,6 +7,7 @@
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Shape, bail};
 use rayon::prelude::*;
+use std::cell::Cell;
 use std::mem::MaybeUninit;
 
 mod attention;
@@ -16,6 +17,33 @@ pub(crate) use attention::AttentionOp;
 
 /// Elements per parallel work item: large enough to amortise scheduling.
 const CHUNK: usize = 16 * 1024;
+
+thread_local! {
+    /// Set while this thread runs one part of a batch split across the compute threads.
+    static SINGLE_THREADED_GEMM: Cell<bool> = const { Cell::new(false) };
+}
+
+/// The threads candle and these kernels compute on (`RAYON_NUM_THREADS`, else the physical cores).
+pub(crate) fn compute_threads() -> usize {
+    candle_core::utils::get_num_threads()
+}
+
+fn parallel_gemm() -> bool {
+    !SINGLE_THREADED_GEMM.with(Cell::get)
+}
+
+/// Runs `f` with this thread's linear-layer GEMMs single-threaded: for a part of a batch that
+/// runs beside the other parts, one per compute thread (see `PixioModel`'s batch split).
+pub(crate) fn with_single_threaded_gemm<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            SINGLE_THREADED_GEMM.with(|c| c.set(self.0));
+        }
+    }
+    let _restore = Restore(SINGLE_THREADED_GEMM.with(|c| c.replace(true)));
+    f()
+}
 
 /// A new buffer of `len` elements that `fill` initialises, without zeroing it first (a
 /// memset per op was 2% of a forward pass).
@@ -193,7 +221,7 @@ fn accumulate_product(dst: &mut [f32], x: &[f32], w: &[f32], out_dim: usize) {
             false,
             false,
             false,
-            gemm::Parallelism::Rayon(candle_core::utils::get_num_threads()),
+            if parallel_gemm() { gemm::Parallelism::Rayon(compute_threads()) } else { gemm::Parallelism::None },
         );
     }
 }

@@ -105,6 +105,14 @@ fn hidden_states_and_outputs() {
             );
         }
         assert!(model.patch_grid_at_layer(&pair, model.config().num_hidden_layers + 1).is_err());
+        // A batch (split across the compute threads where it divides) gives each input's
+        // numbers alone: the reference's first image, and the same pooler for the second.
+        let first = full.last_hidden_state.get(0).unwrap().unsqueeze(0).unwrap();
+        let d = max_abs_diff(&first, get(&reference, "photo_jpg.last_hidden_state"));
+        assert!(d <= TOL, "{name} batched last_hidden_state: {d:e}");
+        let second = model.forward(&pair.get(1).unwrap().unsqueeze(0).unwrap()).unwrap();
+        let d = max_abs_diff(&second.pooler_output, &full.pooler_output.get(1).unwrap().unsqueeze(0).unwrap());
+        assert!(d <= 1e-5, "{name} batched pooler vs alone: {d:e}");
         // The global embedding is the unit-length pooler.
         let g = out.global_embedding().unwrap().sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
         assert!((g - 1.0).abs() < 1e-5);
