@@ -21,12 +21,18 @@ pub const FAKE_DIM: usize = 16;
 #[derive(Debug, Default)]
 pub struct FakeEncoder {
     passes: AtomicUsize,
+    region_inputs: AtomicUsize,
 }
 
 impl FakeEncoder {
     /// Forward passes run so far (global and region).
     pub fn forward_passes(&self) -> usize {
         self.passes.load(Ordering::Relaxed)
+    }
+
+    /// Region inputs embedded so far, over all region passes.
+    pub fn region_inputs_embedded(&self) -> usize {
+        self.region_inputs.load(Ordering::Relaxed)
     }
 }
 
@@ -118,6 +124,7 @@ impl Encoder for FakeEncoder {
 
     fn embed_region_grids(&self, inputs: &[Tensor]) -> pixio::Result<Vec<PatchGrid>> {
         self.passes.fetch_add(1, Ordering::Relaxed);
+        self.region_inputs.fetch_add(inputs.len(), Ordering::Relaxed);
         inputs.iter().map(grid).collect()
     }
 }

@@ -52,8 +52,9 @@ pub fn run_index_job(
         .in_scope(|| changed_files(collection, &crawled.files, kinds))?;
     report.unchanged = unchanged;
     progress.event(&ProgressEvent::Crawled { found: report.found, unchanged: report.unchanged });
+    let mut fitted = write::FittedRegions::new();
     if options.region_grids && collection.region_reduction().is_none() && !todo.is_empty() {
-        tracing::info_span!("region_reduction_fit")
+        fitted = tracing::info_span!("region_reduction_fit")
             .in_scope(|| write::fit_region_reduction(collection, encoder, &todo, options))?;
     }
 
@@ -99,7 +100,7 @@ pub fn run_index_job(
             let cancelled = cancel.load(Ordering::Relaxed);
             if embeds >= batch_size || finished || cancelled || pending.len() >= 4 * batch_size {
                 let pending = std::mem::take(&mut pending);
-                write::write_batch(collection, encoder, kinds, pending, progress, &mut report)?;
+                write::write_batch(collection, encoder, kinds, pending, &mut fitted, progress, &mut report)?;
                 embeds = 0;
             }
             if finished || cancelled {

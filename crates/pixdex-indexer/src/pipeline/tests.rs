@@ -90,6 +90,25 @@ fn unchanged_files_are_skipped_touched_ones_refreshed_changed_ones_embedded_agai
     assert_ne!(vector(&f, "b.png"), before_b, "changed bytes are embedded again");
 }
 
+/// A new collection's region reduction is fitted on a sample of the job's images; those images'
+/// grids are stored from the fit, not embedded a second time.
+#[test]
+fn the_region_reduction_sample_is_embedded_once() {
+    let f = fixture();
+    for i in 0..5u8 {
+        write_png(&f.root.join(format!("{i}.png")), i);
+    }
+    let report = run(&f);
+    assert_eq!(report.embedded, 5);
+    assert!(f.collection.region_reduction().is_some());
+    assert_eq!(f.encoder.region_inputs_embedded(), 5, "each image's region input is embedded exactly once");
+    for i in 0..5u8 {
+        let (frame, grid) = f.collection.region_grid(id(&f, &format!("{i}.png"))).unwrap().unwrap();
+        assert_eq!((frame.width, frame.height), (12, 9));
+        assert!(grid.rows() > 0 && grid.cols() > 0);
+    }
+}
+
 #[test]
 fn copies_and_moves_reuse_the_stored_vectors() {
     let f = fixture();

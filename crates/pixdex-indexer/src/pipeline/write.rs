@@ -6,9 +6,9 @@ use pixdex_core::{Collection, Embedding, ImageRecord, ImageStatus, NewImage, Reg
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use crate::batch::{embed_all, embed_all_regions};
+use crate::batch::{embed_all, embed_all_regions, embed_region_grids, group_by_size, input_size};
 use crate::crawl::FoundFile;
-use crate::decode::decode_path;
+use crate::decode::decode_bytes;
 use crate::encoder::Encoder;
 use crate::error::Result;
 use crate::inputs::{InputKinds, ModelInputs, RegionInput};
@@ -17,12 +17,18 @@ use crate::reuse::find_reusable;
 use super::change::Prepared;
 use super::{FileOutcome, IndexOptions, IndexReport, Progress, ProgressEvent};
 
+/// Region grids already computed in this job (to fit the region reduction), by the blake3 of
+/// the image bytes.
+pub(super) type FittedRegions = HashMap<[u8; 32], RegionGrid>;
+
 /// Embeds the pending inputs and commits them with the copies and failures in one transaction.
+/// Images whose region grid is in `fitted` take it from there.
 pub(super) fn write_batch(
     collection: &Collection,
     encoder: &dyn Encoder,
     kinds: InputKinds,
     pending: Vec<Prepared>,
+    fitted: &mut FittedRegions,
     progress: &dyn Progress,
     report: &mut IndexReport,
 ) -> Result<()> {
@@ -30,11 +36,15 @@ pub(super) fn write_batch(
     let mut outcomes = Vec::with_capacity(pending.len());
     let mut to_embed: Vec<(ImageRecord, ModelInputs)> = Vec::new();
     let mut region_inputs: Vec<(PathBuf, RegionInput)> = Vec::new();
+    let mut regions: HashMap<PathBuf, RegionGrid> = HashMap::new();
     for p in pending {
         match p {
             Prepared::Embed { record, mut inputs } => {
                 if let Some(r) = inputs.region.take() {
-                    region_inputs.push((record.path.clone(), r));
+                    match fitted.remove(&record.blake3) {
+                        Some(grid) => drop(regions.insert(record.path.clone(), grid)),
+                        None => region_inputs.push((record.path.clone(), r)),
+                    }
                 }
                 to_embed.push((record, inputs));
             }
@@ -67,12 +77,11 @@ pub(super) fn write_batch(
         }
     }
     let span = tracing::info_span!("embed_batch", images = to_embed.len(), regions = region_inputs.len());
-    let (mut regions, embedded) = span.in_scope(|| -> Result<_> {
-        let regions: HashMap<PathBuf, RegionGrid> = embed_all_regions(encoder, region_inputs, |(_, r)| &r.input)?
-            .into_iter()
-            .map(|((path, r), tokens)| (path, RegionGrid { frame: r.frame, tokens }))
-            .collect();
-        Ok((regions, embed_all(encoder, to_embed, |(_, inputs)| &inputs.square)?))
+    let embedded = span.in_scope(|| -> Result<_> {
+        for ((path, r), tokens) in embed_all_regions(encoder, region_inputs, |(_, r)| &r.input)? {
+            regions.insert(path, RegionGrid { frame: r.frame, tokens });
+        }
+        Ok(embed_all(encoder, to_embed, |(_, inputs)| &inputs.square)?)
     })?;
     for ((mut record, _), result) in embedded {
         match result {
@@ -112,24 +121,36 @@ pub(super) fn write_batch(
 pub const REDUCTION_SAMPLE: usize = 48;
 
 /// Fits the collection's region reduction on the region grids of up to [`REDUCTION_SAMPLE`]
-/// images spread over the job (one extra forward pass each, once per collection), so that the
-/// reduction reflects the library rather than its first folder. Files that fail are skipped;
-/// the pipeline records them.
+/// images spread over the job, so that the reduction reflects the library rather than its first
+/// folder. Returns those grids by the blake3 of the bytes they were made from: the job stores
+/// them rather than embedding the same images again. Files that fail are skipped; the pipeline
+/// records them.
 pub(super) fn fit_region_reduction(
     collection: &Collection,
     encoder: &dyn Encoder,
     files: &[FoundFile],
     options: &IndexOptions,
-) -> Result<()> {
+) -> Result<FittedRegions> {
     let step = files.len().div_ceil(REDUCTION_SAMPLE).max(1);
-    let mut grids = Vec::new();
+    let mut sample: Vec<([u8; 32], RegionInput)> = Vec::new();
     for file in files.iter().step_by(step) {
-        let Ok(decoded) = decode_path(&file.path, options.decode_limits) else { continue };
+        let Ok(bytes) = std::fs::read(&file.path) else { continue };
+        let Ok(decoded) = decode_bytes(&bytes, options.decode_limits) else { continue };
         let Ok(region) = RegionInput::of(encoder, &decoded) else { continue };
-        grids.extend(crate::batch::embed_region_grids(encoder, &[region.input])?);
+        sample.push((blake3::hash(&bytes).into(), region));
     }
-    if !grids.is_empty() {
-        collection.ensure_region_reduction(&grids.iter().collect::<Vec<_>>())?;
+    let mut fitted = FittedRegions::new();
+    for group in group_by_size(sample, |(_, r)| input_size(&r.input).to_vec()) {
+        for chunk in group.chunks(options.batch_size.max(1)) {
+            let inputs: Vec<_> = chunk.iter().map(|(_, r)| r.input.clone()).collect();
+            let grids = embed_region_grids(encoder, &inputs)?;
+            for ((hash, r), tokens) in chunk.iter().zip(grids) {
+                fitted.insert(*hash, RegionGrid { frame: r.frame, tokens });
+            }
+        }
     }
-    Ok(())
+    if !fitted.is_empty() {
+        collection.ensure_region_reduction(&fitted.values().map(|g| &g.tokens).collect::<Vec<_>>())?;
+    }
+    Ok(fitted)
 }
