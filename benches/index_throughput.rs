@@ -10,7 +10,7 @@
 //!   library; the stored bytes per image.
 //!
 //! `cargo bench -p pixdex-benches --bench index_throughput -- [--batch N] [--limit N|0=all]
-//! [--python PY]`; the reference runs `benches/transformers_embed_photos.py` with `PY` (default
+//! [--photos DIR] [--python PY]`; the reference runs `benches/transformers_embed_photos.py` with `PY` (default
 //! `$PIXDEX_REF_PYTHON`, else `python3`) when it has transformers, and is left out otherwise.
 
 use anyhow::Context;
@@ -85,10 +85,12 @@ fn main() -> anyhow::Result<()> {
     let limit: usize = arg(&args, "--limit").map(|s| s.parse()).transpose()?.unwrap_or(64);
     let python =
         arg(&args, "--python").or_else(|| std::env::var("PIXDEX_REF_PYTHON").ok()).unwrap_or_else(|| "python3".into());
-    let Some((photos, model)) = pixdex_benches::shared_photos_and_model() else { return Ok(()) };
+    let Some((dev_photos, model)) = pixdex_benches::shared_photos_and_model() else { return Ok(()) };
+    // `--photos DIR`: another folder (real camera photos are 10–50× the dev photos' pixels).
+    let photos = arg(&args, "--photos").map(PathBuf::from).unwrap_or(dev_photos);
     let encoder = PixioEncoder::load(&WeightSource::Dir(model.clone()), &Device::Cpu, DType::F32)?;
     let mut files: Vec<PathBuf> =
-        crawl(&CrawlOptions { roots: vec![photos], ..Default::default() })?.files.into_iter().map(|f| f.path).collect();
+        crawl(&CrawlOptions { roots: vec![photos.clone()], ..Default::default() })?.files.into_iter().map(|f| f.path).collect();
     files.sort();
     if limit > 0 && files.len() > limit {
         // Evenly spread, so that every source folder (and photo size) is represented.
@@ -103,8 +105,9 @@ fn main() -> anyhow::Result<()> {
     }
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
     println!(
-        "{} photos (of the dev set, evenly spread); batch {batch}; {threads} decode threads, {} compute threads; ViT-S/14 f32 CPU",
+        "{} photos of {} (evenly spread); batch {batch}; {threads} decode threads, {} compute threads; ViT-S/14 f32 CPU",
         files.len(),
+        photos.display(),
         pixdex_threads()
     );
 

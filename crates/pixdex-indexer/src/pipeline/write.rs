@@ -139,18 +139,21 @@ pub(super) fn fit_region_reduction(
         let Ok(region) = RegionInput::of(encoder, &decoded) else { continue };
         sample.push((blake3::hash(&bytes).into(), region));
     }
-    let mut fitted = FittedRegions::new();
-    for group in group_by_size(sample, |(_, r)| input_size(&r.input).to_vec()) {
+    // Embedded in batches of one size; fitted in the files' order (the fit's floating-point sums
+    // depend on it), so that the same library always gets the same reduction.
+    let sample: Vec<(usize, ([u8; 32], RegionInput))> = sample.into_iter().enumerate().collect();
+    let mut grids: Vec<(usize, [u8; 32], RegionGrid)> = Vec::with_capacity(sample.len());
+    for group in group_by_size(sample, |(_, (_, r))| input_size(&r.input).to_vec()) {
         for chunk in group.chunks(options.batch_size.max(1)) {
-            let inputs: Vec<_> = chunk.iter().map(|(_, r)| r.input.clone()).collect();
-            let grids = embed_region_grids(encoder, &inputs)?;
-            for ((hash, r), tokens) in chunk.iter().zip(grids) {
-                fitted.insert(*hash, RegionGrid { frame: r.frame, tokens });
+            let inputs: Vec<_> = chunk.iter().map(|(_, (_, r))| r.input.clone()).collect();
+            for ((order, (hash, r)), tokens) in chunk.iter().zip(embed_region_grids(encoder, &inputs)?) {
+                grids.push((*order, *hash, RegionGrid { frame: r.frame, tokens }));
             }
         }
     }
-    if !fitted.is_empty() {
-        collection.ensure_region_reduction(&fitted.values().map(|g| &g.tokens).collect::<Vec<_>>())?;
+    grids.sort_by_key(|(order, _, _)| *order);
+    if !grids.is_empty() {
+        collection.ensure_region_reduction(&grids.iter().map(|(_, _, g)| &g.tokens).collect::<Vec<_>>())?;
     }
-    Ok(fitted)
+    Ok(grids.into_iter().map(|(_, hash, grid)| (hash, grid)).collect())
 }
