@@ -98,7 +98,11 @@ fn hidden_states_and_outputs() {
         for layer in [0, 1, model.config().num_hidden_layers] {
             let short = model.patch_grid_at_layer(&pair, layer).unwrap();
             assert_eq!(short.dims(), full.patch_grid().unwrap().dims());
-            assert_eq!(max_abs_diff(&short, &model.layer_patch_grid(&full, layer).unwrap()), 0.0, "{name} block {layer}");
+            assert_eq!(
+                max_abs_diff(&short, &model.layer_patch_grid(&full, layer).unwrap()),
+                0.0,
+                "{name} block {layer}"
+            );
         }
         assert!(model.patch_grid_at_layer(&pair, model.config().num_hidden_layers + 1).is_err());
         // The global embedding is the unit-length pooler.
