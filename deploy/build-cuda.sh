@@ -16,8 +16,8 @@
 # must reach the CUDA 13 libraries (printed at the end); `--device cpu` needs none of them.
 #
 # Respects CARGO_TARGET_DIR (default: target/). The wheels go to $PIXDEX_CUDA_VENV (default
-# <target dir>/cuda-venv, about 1.2 GB). Stripped copies of both binaries land in
-# target/cuda-dist/ inside the repository, for deploy/gpu-check.sh to carry.
+# <target dir>/cuda-venv, about 1.2 GB). Stripped, xz-compressed copies of both binaries land in
+# target/cuda-dist/ inside the repository (about 16 MB), for deploy/gpu-check.sh to carry.
 # Not part of CI: a clean build compiles candle's CUDA kernels for about 20 minutes on 2 cores
 # (CI runs deploy/check-cuda-link.sh instead, which checks the link shims in seconds).
 set -euo pipefail
@@ -63,6 +63,7 @@ cargo build --release --locked -p pixdex-cli -p pixdex-benches \
 echo "build-cuda: cargo build took $(($(date +%s) - start)) s"
 
 dist="$repo/target/cuda-dist"
+rm -rf "$dist"
 mkdir -p "$dist"
 for bin in pixdex encoder_gpu; do
   # A CUDA library in NEEDED would mean a shim was bypassed: the binary would not start without it.
@@ -71,10 +72,17 @@ for bin in pixdex encoder_gpu; do
     readelf -d "$target/release/$bin" | grep NEEDED >&2
     exit 1
   fi
+  # Stripped (62 + 49 MB, a third of it candle's sm_90a kernels) and xz-compressed (about 10 + 6
+  # MB): small enough to carry to a GPU machine; deploy/gpu-check.sh unpacks them.
   strip -o "$dist/$bin" "$target/release/$bin"
+  xz -T0 -6 -f "$dist/$bin"
 done
+{
+  echo "CUDA $cuda (nvcc $("$root/bin/nvcc" --version | sed -n 's/.*release \([0-9.]*\),.*/\1/p')), sm_$cap, $(git rev-parse --short HEAD)$(git diff --quiet HEAD || echo '+changes'), built $(date -u +%FT%TZ)"
+  (cd "$dist" && sha256sum ./*.xz)
+} > "$dist/BUILD"
 echo "built $target/release/pixdex and $target/release/encoder_gpu (CUDA $cuda, sm_$cap)"
-ls -l "$target/release/pixdex" "$dist/pixdex" "$dist/encoder_gpu"
+ls -l "$target/release/pixdex" "$target/release/encoder_gpu" "$dist"/*
 readelf -d "$target/release/pixdex" | grep NEEDED
-echo "stripped copies for deploy/gpu-check.sh: $dist"
+echo "for deploy/gpu-check.sh: $dist (carry this folder)"
 echo "run with: LD_LIBRARY_PATH=$root/lib $target/release/pixdex embed --device cuda IMAGE…"

@@ -76,10 +76,10 @@ fn cuda_open_error(ordinal: usize, err: &str) -> String {
         "no CUDA GPU found (the NVIDIA driver is installed but sees no device): use --device cpu".into()
     } else if first.contains("CUDA_ERROR_INVALID_DEVICE") {
         format!("there is no CUDA device {ordinal} (nvidia-smi lists the GPUs)")
-    } else if first.contains("CUDA_ERROR_INSUFFICIENT_DRIVER") || first.contains("CUDA_ERROR_STUB_LIBRARY") {
-        format!(
-            "cannot open CUDA device {ordinal}: the NVIDIA driver is too old for this build or not usable ({first})"
-        )
+    } else if first.contains("CUDA_ERROR_STUB_LIBRARY") {
+        // What the link shims return for a driver function libcuda.so.1 does not export (a driver
+        // older than the CUDA version built for), and what NVIDIA's own stub library returns.
+        format!("cannot open CUDA device {ordinal}: the NVIDIA driver is too old for this build or a stub ({first})")
     } else {
         format!("cannot open CUDA device {ordinal}: {first}")
     }
