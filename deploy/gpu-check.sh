@@ -13,7 +13,8 @@
 #   nvidia-cuda-nvrtc wheels; PyTorch built for CUDA 13 brings them), else /usr/local/cuda/lib64,
 #   else whatever the dynamic loader finds.
 #
-# Steps (each under its own timeout; about 2 minutes in all on an H100, 8 at most):
+# Steps (each under its own timeout, 8 minutes in all at most; expected about 2 on an H100, not
+# yet run on a GPU):
 # 1. nvidia-smi; 2. `pixdex --help` starts; 3. with the GPU hidden (CUDA_VISIBLE_DEVICES=""),
 # `--device cuda` fails with one line; 4. `pixdex embed --device cuda` on a fixture model and image,
 # compared with `--device cpu`; 5. encoder_gpu: bf16 parity with the transformers reference (the
@@ -52,9 +53,9 @@ done
 dist="$bindir"
 
 step "1. nvidia-smi"
-timeout 30 nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap,clocks.max.sm --format=csv ||
+timeout 20 nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap,clocks.max.sm --format=csv ||
   failed+=("nvidia-smi")
-timeout 30 nvidia-smi 2> /dev/null | sed -n '1,12p'
+timeout 20 nvidia-smi 2> /dev/null | sed -n '1,12p'
 
 libs="${PIXDEX_CUDA_LIBS:-}"
 if [ -z "$libs" ] && command -v python3 > /dev/null; then
@@ -80,10 +81,11 @@ echo "CUDA libraries from: ${libs:-the default paths of the dynamic loader}"
 for d in ${libs//:/ }; do ls "$d"/lib{cublas,cublasLt,curand,nvrtc}.so.* 2> /dev/null | sed 's/^/  /'; done
 
 step "2. pixdex --help (the binary starts; it links no CUDA library)"
-timeout 30 "$dist/pixdex" --help | head -n 3 || failed+=("--help")
+help="$(timeout 10 "$dist/pixdex" --help)" || failed+=("--help")
+printf '%s\n' "$help" | head -n 3
 
 step "3. --device cuda with the GPU hidden: one line, no panic"
-out="$(CUDA_VISIBLE_DEVICES="" timeout 60 "$dist/pixdex" embed --device cuda --model tests/fixtures/pixio/models/a-hub \
+out="$(CUDA_VISIBLE_DEVICES="" timeout 30 "$dist/pixdex" embed --device cuda --model tests/fixtures/pixio/models/a-hub \
   tests/fixtures/pixio/images/photo.jpg 2>&1)"
 echo "$out"
 if [ "$(printf '%s\n' "$out" | wc -l)" != 1 ] || printf '%s' "$out" | grep -q panicked; then failed+=("hidden-GPU message"); fi
@@ -91,7 +93,7 @@ if [ "$(printf '%s\n' "$out" | wc -l)" != 1 ] || printf '%s' "$out" | grep -q pa
 step "4. pixdex embed --device cuda vs --device cpu (fixture model a-hub, photo.jpg)"
 rm -f /tmp/gpu-check-embed-*.json
 for d in cuda cpu; do
-  timeout 120 "$dist/pixdex" embed --json --device "$d" --model tests/fixtures/pixio/models/a-hub \
+  timeout 60 "$dist/pixdex" embed --json --device "$d" --model tests/fixtures/pixio/models/a-hub \
     tests/fixtures/pixio/images/photo.jpg > "/tmp/gpu-check-embed-$d.json" || failed+=("embed --device $d")
 done
 head -c 160 /tmp/gpu-check-embed-cuda.json
@@ -107,7 +109,7 @@ EOF
 fi
 
 step "5. encoder_gpu: parity, bf16 vs f32, ViT-H/16 bf16 speed"
-timeout 360 "$dist/encoder_gpu" --device cuda --batches "${GPU_CHECK_BATCHES:-32,64,128}" --iters 10 ||
+timeout 270 "$dist/encoder_gpu" --device cuda --batches "${GPU_CHECK_BATCHES:-32,64,128}" --iters 10 ||
   failed+=("encoder_gpu")
 
 echo
