@@ -45,6 +45,8 @@ cudarc="$(cargo metadata --locked --format-version 1 --features pixdex-cli/cuda 
 cudarc="$(dirname "$cudarc")"
 echo "check-cuda-link: $(basename "$cudarc") with dynamic-linking; libraries: $(printf '%s\n' "$features" | grep -xE 'driver|cublas|cublaslt|curand|nvrtc|runtime|cudnn|nccl' | tr '\n' ' ')"
 
+grep -q 'deploy/cuda-shims\.sh' deploy/build-cuda.sh || fail "deploy/build-cuda.sh does not link through deploy/cuda-shims.sh"
+
 # 2. The stub under test: the generated shims (driver only: the other shims need the wheels).
 if [ -n "${CUDA_STUB_DIR:-}" ]; then
   stubs="$CUDA_STUB_DIR"
