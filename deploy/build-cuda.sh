@@ -57,6 +57,10 @@ export CUDA_HOME="$root" CUDA_PATH="$root" PATH="$root/bin:$PATH" CUDA_COMPUTE_C
 # gcc and lld search LIBRARY_PATH after the -L folders the build scripts add; those hold no
 # lib<name>.so (see above), so -lcuda, -lcublas, … -lcudart resolve to the shims.
 export LIBRARY_PATH="$shims:${LIBRARY_PATH:-}"
+# Compiled into pixio (option_env!): the libraries to look for before opening a device, so that a
+# missing one is reported in one line (crates/pixio/src/device.rs).
+PIXDEX_CUDA_RUNTIME_LIBS="$(tr '\n' ' ' < "$shims/runtime-libs")"
+export PIXDEX_CUDA_RUNTIME_LIBS
 start=$(date +%s)
 cargo build --release --locked -p pixdex-cli -p pixdex-benches \
   --features pixdex-cli/cuda,pixdex-benches/cuda --bin pixdex --bin encoder_gpu

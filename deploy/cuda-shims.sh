@@ -150,6 +150,9 @@ shim() {
   rm -f "$out/lib$name.a"
   ar rcs "$out/lib$name.a" "$work/table.o" "$work/jumps.o"
   printf '%s\n' "$syms" > "$out/lib$name.symbols"
+  # The sonames a build must find at run time, for pixio's check before a device opens
+  # (deploy/build-cuda.sh passes them as PIXDEX_CUDA_RUNTIME_LIBS; the driver is checked apart).
+  [ "$name" = cuda ] || echo "$soname" >> "$out/runtime-libs"
   echo "cuda-shims: lib$name.a -> $soname ($n functions${real:+, incl. the exports of $(basename "$real")})"
 }
 
@@ -158,6 +161,7 @@ shim() {
 # CURAND_STATUS_INITIALIZATION_FAILED (203), NVRTC_ERROR_INTERNAL_ERROR (11). The last argument
 # is 0 for the driver: its error strings come back through out-parameters (cuGetErrorString
 # returns a CUresult), so none of its functions takes the string stand-in.
+rm -f "$out/runtime-libs"
 shim cuda libcuda.so.1 driver 34 0
 if [ -n "$libdir" ]; then
   # Without the wheels (CI's check) only the driver shim is made: the others need the real

@@ -51,20 +51,41 @@ fn open_cuda(_ordinal: usize) -> Result<Device> {
     ))
 }
 
+/// The CUDA libraries besides the driver that a build from deploy/build-cuda.sh loads at run time
+/// (their sonames, e.g. `libcublas.so.13 libcublasLt.so.13 libcurand.so.10 libnvrtc.so.13`, set
+/// by the script when it compiles). Unset in a build against a system toolkit, which links them
+/// the usual way (the loader then refuses to start the binary without them).
+#[cfg(feature = "cuda")]
+const RUNTIME_LIBS: Option<&str> = option_env!("PIXDEX_CUDA_RUNTIME_LIBS");
+
 #[cfg(feature = "cuda")]
 fn open_cuda(ordinal: usize) -> Result<Device> {
-    // The CUDA build links no CUDA library (deploy/cuda-shims.sh): the driver is dlopened on the
-    // first driver call, and a missing one would surface as a bare CUDA_ERROR_STUB_LIBRARY. Look
-    // for it first, so that a machine without the NVIDIA driver gets a sentence instead.
-    // SAFETY: dlopen with a NUL-terminated name; the handle is deliberately never closed, since
-    // the driver stays loaded for the life of the process anyway (the shim opens it again).
-    let driver = unsafe { libc::dlopen(c"libcuda.so.1".as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
-    if driver.is_null() {
+    // The CUDA build links no CUDA library (deploy/cuda-shims.sh): each is dlopened on its first
+    // call, and a missing one would surface as a bare status code deep in candle (and a line on
+    // stderr from the shim). Look for them first, so that a machine without the NVIDIA driver or
+    // without the CUDA libraries gets one sentence instead.
+    if !loadable("libcuda.so.1") {
         return Err(Error::Device(
             "no CUDA driver found (libcuda.so.1): install the NVIDIA driver or use --device cpu".into(),
         ));
     }
+    if let Some(lib) = RUNTIME_LIBS.unwrap_or_default().split_whitespace().find(|lib| !loadable(lib)) {
+        return Err(Error::Device(format!(
+            "CUDA library {lib} not found: put the CUDA libraries (cuBLAS, cuBLASLt, cuRAND, NVRTC; \
+             e.g. the pip wheels' nvidia/cu13/lib) on LD_LIBRARY_PATH or use --device cpu"
+        )));
+    }
     Device::new_cuda(ordinal).map_err(|e| Error::Device(cuda_open_error(ordinal, &e.to_string())))
+}
+
+/// Whether `soname` can be dlopened (through LD_LIBRARY_PATH and the loader cache, as the shims
+/// will). A loaded library is deliberately never closed: the shims open the same one again on
+/// first use, and the driver and the CUDA libraries stay loaded for the life of the process.
+#[cfg(feature = "cuda")]
+fn loadable(soname: &str) -> bool {
+    let Ok(name) = std::ffi::CString::new(soname) else { return false };
+    // SAFETY: dlopen with a NUL-terminated name; the handle is only tested for null.
+    !unsafe { libc::dlopen(name.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) }.is_null()
 }
 
 /// One line for a failed `Device::new_cuda`: candle's message is cudarc's
