@@ -12,7 +12,7 @@ pub struct ModelArgs {
     /// [default: facebook/pixio-vith16; for `search` and `serve`, the collection's model]
     #[arg(long, env = "PIXDEX_MODEL")]
     pub model: Option<String>,
-    /// `cpu`, `cuda` or `cuda:N` (CUDA needs a build with `--features cuda`).
+    /// `cpu`, `cuda` or `cuda:N` (CUDA needs a CUDA build: deploy/build-cuda.sh).
     #[arg(long, default_value = "cpu", value_parser = parse_device)]
     pub device: pixio::DeviceChoice,
     /// Compute dtype: f32, f16 or bf16 (default: f32 on CPU, bf16 on CUDA; use f16 on GPUs older

@@ -65,7 +65,8 @@ fn layer_count_beyond_the_checkpoint_is_a_missing_tensor() {
 }
 
 /// The CUDA path (bf16 compute, LayerNorm and softmax in f32) against the f32 reference. Run on a
-/// GPU machine with `cargo test -p pixio --features cuda -- --ignored cuda`.
+/// GPU machine with `cargo test -p pixio --features cuda -- --ignored cuda`, or without a Rust
+/// toolchain with `bash deploy/gpu-check.sh` (its `encoder_gpu` runs the same check).
 #[test]
 #[ignore = "needs a CUDA device"]
 fn cuda_bf16_matches_reference() {
