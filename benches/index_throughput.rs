@@ -89,8 +89,11 @@ fn main() -> anyhow::Result<()> {
     // `--photos DIR`: another folder (real camera photos are 10–50× the dev photos' pixels).
     let photos = arg(&args, "--photos").map(PathBuf::from).unwrap_or(dev_photos);
     let encoder = PixioEncoder::load(&WeightSource::Dir(model.clone()), &Device::Cpu, DType::F32)?;
-    let mut files: Vec<PathBuf> =
-        crawl(&CrawlOptions { roots: vec![photos.clone()], ..Default::default() })?.files.into_iter().map(|f| f.path).collect();
+    let mut files: Vec<PathBuf> = crawl(&CrawlOptions { roots: vec![photos.clone()], ..Default::default() })?
+        .files
+        .into_iter()
+        .map(|f| f.path)
+        .collect();
     files.sort();
     if limit > 0 && files.len() > limit {
         // Evenly spread, so that every source folder (and photo size) is represented.
