@@ -10,6 +10,11 @@ pub struct ModelArgs {
     /// A Hugging Face repo id (`owner/name[@revision]`, downloaded and cached on first use;
     /// `HF_HUB_OFFLINE=1` uses the cache only) or a local model folder.
     /// [default: facebook/pixio-vith16; for `search` and `serve`, the collection's model]
+    ///
+    /// On a CPU, pick by size: indexing with every feature costs per photo, on 2 cores
+    /// (f32, measured by `benches/model_sizes`), facebook/pixio-vitb16 1.1 s (10k photos: 3 h),
+    /// pixio-vitl16 3.9 s (11 h), pixio-vith16 7.5 s (21 h); more cores scale it down. The
+    /// default pixio-vith16 is meant for a GPU.
     #[arg(long, env = "PIXDEX_MODEL")]
     pub model: Option<String>,
     /// `cpu`, `cuda` or `cuda:N` (CUDA needs a CUDA build: deploy/build-cuda.sh).
