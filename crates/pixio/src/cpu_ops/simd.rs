@@ -66,54 +66,38 @@ macro_rules! multiversion {
     };
 }
 
-/// Sum of `x` over 16 lanes, then the lanes pairwise (a fixed order on every ISA).
+/// `step` folded over `x` in 16 lanes (element `i` into lane `i % 16`), then the lanes combined
+/// pairwise: a fixed order on every ISA, and a loop LLVM vectorises.
 #[inline(always)]
-fn sum(x: &[f32]) -> f32 {
-    let mut acc = [0f32; LANES];
+fn lane_fold(x: &[f32], init: f32, step: impl Fn(f32, f32) -> f32, combine: impl Fn(f32, f32) -> f32) -> f32 {
+    let mut acc = [init; LANES];
     let chunks = x.chunks_exact(LANES);
     let rest = chunks.remainder();
     for c in chunks {
         for (a, v) in acc.iter_mut().zip(c) {
-            *a += v;
+            *a = step(*a, *v);
         }
     }
     for (a, v) in acc.iter_mut().zip(rest) {
-        *a += v;
+        *a = step(*a, *v);
     }
-    reduce(acc, |a, b| a + b)
+    reduce(acc, combine)
 }
 
-/// Sum of `(x - mean)²`, as [`sum`].
+#[inline(always)]
+fn sum(x: &[f32]) -> f32 {
+    lane_fold(x, 0.0, |a, v| a + v, |a, b| a + b)
+}
+
+/// Sum of `(x - mean)²`.
 #[inline(always)]
 fn sum_sq_centered(x: &[f32], mean: f32) -> f32 {
-    let mut acc = [0f32; LANES];
-    let chunks = x.chunks_exact(LANES);
-    let rest = chunks.remainder();
-    for c in chunks {
-        for (a, v) in acc.iter_mut().zip(c) {
-            *a += (v - mean) * (v - mean);
-        }
-    }
-    for (a, v) in acc.iter_mut().zip(rest) {
-        *a += (v - mean) * (v - mean);
-    }
-    reduce(acc, |a, b| a + b)
+    lane_fold(x, 0.0, |a, v| a + (v - mean) * (v - mean), |a, b| a + b)
 }
 
 #[inline(always)]
 fn max(x: &[f32]) -> f32 {
-    let mut acc = [f32::NEG_INFINITY; LANES];
-    let chunks = x.chunks_exact(LANES);
-    let rest = chunks.remainder();
-    for c in chunks {
-        for (a, v) in acc.iter_mut().zip(c) {
-            *a = a.max(*v);
-        }
-    }
-    for (a, v) in acc.iter_mut().zip(rest) {
-        *a = a.max(*v);
-    }
-    reduce(acc, f32::max)
+    lane_fold(x, f32::NEG_INFINITY, f32::max, f32::max)
 }
 
 #[inline(always)]
