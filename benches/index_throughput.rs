@@ -16,9 +16,11 @@
 use anyhow::Context;
 use pixdex_core::Collection;
 use pixdex_indexer::batch::{embed_all, embed_all_regions};
+use pixdex_indexer::batch::{embed_images, embed_region_grids};
 use pixdex_indexer::crawl::{CrawlOptions, crawl};
-use pixdex_indexer::decode::{DecodeLimits, DecodedImage, decode_path};
+use pixdex_indexer::decode::{DecodeLimits, DecodedImage, decode_bytes, decode_bytes_at_least};
 use pixdex_indexer::encoder::PixioEncoder;
+use pixdex_indexer::inputs::RegionInput;
 use pixdex_indexer::inputs::{InputKinds, ModelInputs};
 use pixdex_indexer::pipeline::{IndexOptions, NoProgress, run_index_job};
 use pixio::{DType, Device, WeightSource};
@@ -75,6 +77,57 @@ fn reference_seconds_per_image(python: &str, model: &Path, files: &[PathBuf], ba
     (n > 0.0).then(|| wall / n)
 }
 
+/// How far the index's reduced-scale decodes move the embeddings: for each photo decoded at a
+/// reduced DCT scale, the cosine of its global vector and of its region grid's tokens (mean over
+/// the grid) to those of the full decode.
+fn reduced_decode_check(
+    encoder: &PixioEncoder,
+    full: &[DecodedImage],
+    reduced: &[DecodedImage],
+) -> anyhow::Result<String> {
+    let pairs: Vec<(&DecodedImage, &DecodedImage)> =
+        full.iter().zip(reduced).filter(|(_, r)| r.image.width() != r.full_size.0).collect();
+    if pairs.is_empty() {
+        return Ok(format!(
+            "DCT-scaled decoding: none of {} photos is twice the inputs' size (full decodes)",
+            full.len()
+        ));
+    }
+    let (mut global, mut region) = (Vec::new(), Vec::new());
+    for (f, r) in &pairs {
+        let g: Vec<_> = [f, r]
+            .iter()
+            .map(|d| {
+                let square = ModelInputs::of(encoder, d, InputKinds::QUERY)?.square;
+                Ok(embed_images(encoder, &[&square])?.remove(0)?.global)
+            })
+            .collect::<anyhow::Result<_>>()?;
+        global.push(g[0].dot(g[1].as_slice()));
+        let grids =
+            embed_region_grids(encoder, &[RegionInput::of(encoder, f)?.input, RegionInput::of(encoder, r)?.input])?;
+        let dim = grids[0].dim();
+        let cos: Vec<f32> = grids[0]
+            .values()
+            .chunks(dim)
+            .zip(grids[1].values().chunks(dim))
+            .map(|(a, b)| {
+                let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+                let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+                dot / (norm(a) * norm(b)).max(1e-12)
+            })
+            .collect();
+        region.push(cos.iter().sum::<f32>() / cos.len() as f32);
+    }
+    let min = |v: &[f32]| v.iter().copied().fold(f32::INFINITY, f32::min);
+    Ok(format!(
+        "DCT-scaled decoding: {} of {} photos decoded at a reduced scale; cosine to a full decode: global min {:.6}, region grid (mean over tokens) min {:.6}",
+        pairs.len(),
+        full.len(),
+        min(&global),
+        min(&region)
+    ))
+}
+
 fn pixdex_threads() -> usize {
     candle_core::utils::get_num_threads()
 }
@@ -117,12 +170,23 @@ fn main() -> anyhow::Result<()> {
     // The reference first, on a quiet machine.
     let reference = reference_seconds_per_image(&python, &model, &files, batch);
 
-    // Decode alone, then the inputs of each kind from the decoded images.
+    // Decode alone: in full, and as the index does (large JPEGs at a reduced DCT scale); then
+    // the inputs of each kind from the index's decodes.
+    let bytes: Vec<Vec<u8>> = files.iter().map(std::fs::read).collect::<std::io::Result<_>>()?;
+    let limits = DecodeLimits::default();
+    let t = Instant::now();
+    let full: Vec<DecodedImage> =
+        par_map(&bytes, threads, |b| decode_bytes(b, limits).ok()).into_iter().flatten().collect();
+    let full_decode_s = t.elapsed().as_secs_f64();
+    let need = InputKinds::STORED.min_decoded_size(&encoder);
     let t = Instant::now();
     let decoded: Vec<DecodedImage> =
-        par_map(&files, threads, |f| decode_path(f, DecodeLimits::default()).ok()).into_iter().flatten().collect();
+        par_map(&bytes, threads, |b| decode_bytes_at_least(b, limits, need).ok()).into_iter().flatten().collect();
     let decode_s = t.elapsed().as_secs_f64();
     let n = decoded.len();
+    anyhow::ensure!(full.len() == n, "the full and the reduced decodes disagree on which files decode");
+    let scaled_check = reduced_decode_check(&encoder, &full, &decoded)?;
+    drop(full);
     let prepare = |kinds: InputKinds| -> anyhow::Result<(f64, Vec<ModelInputs>)> {
         let t = Instant::now();
         let inputs = par_map(&decoded, threads, |d| ModelInputs::of(&encoder, d, kinds));
@@ -171,7 +235,8 @@ fn main() -> anyhow::Result<()> {
     if let Some(r) = reference {
         row("transformers: decode + process + forward", r);
     }
-    row("decode", decode_s / n as f64);
+    row("decode in full", full_decode_s / n as f64);
+    row("decode as the index does", decode_s / n as f64);
     row("prepare square input", square_s / n as f64);
     row("prepare square + dedup views", views_s / n as f64);
     row("prepare region input", region_s / n as f64);
@@ -187,6 +252,7 @@ fn main() -> anyhow::Result<()> {
         ),
         None => println!("\nno reference in this run: ratios need a Python with transformers (--python)"),
     }
+    println!("{scaled_check}");
     println!(
         "first index: {} embedded, {} failed, {:.1} s (incl. the one-off region reduction fit on up to {} images)",
         first.embedded,

@@ -97,6 +97,10 @@ impl Encoder for FakeEncoder {
         PATCH
     }
 
+    fn square_side(&self) -> usize {
+        SIDE
+    }
+
     fn region_long_side(&self) -> usize {
         4 * PATCH
     }

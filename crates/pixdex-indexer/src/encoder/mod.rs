@@ -56,6 +56,10 @@ pub trait Encoder: Send + Sync {
     /// Pixels per patch side.
     fn patch_size(&self) -> usize;
 
+    /// The largest side, in pixels, the square input is resized to from the decoded image (the
+    /// exact size, or the short side's target).
+    fn square_side(&self) -> usize;
+
     /// Long side, in pixels, of an image's region input ([`REGION_LONG_SIDE`] for real models).
     fn region_long_side(&self) -> usize {
         REGION_LONG_SIDE

@@ -76,6 +76,13 @@ impl Encoder for PixioEncoder {
         self.model.config().patch_size.width
     }
 
+    fn square_side(&self) -> usize {
+        match self.preprocessor.config().size {
+            pixio::ResizeTarget::Exact(s) => s.height.max(s.width),
+            pixio::ResizeTarget::ShortestEdge(n) => n,
+        }
+    }
+
     fn prepare_square(&self, image: &DynamicImage, views: bool) -> pixio::Result<Vec<Tensor>> {
         if !views {
             return Ok(vec![self.preprocessor.preprocess(image)?]);

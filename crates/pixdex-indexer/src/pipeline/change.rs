@@ -6,7 +6,7 @@ use pixdex_core::{Collection, ImageId, ImageRecord, ImageStatus};
 use std::path::PathBuf;
 
 use crate::crawl::FoundFile;
-use crate::decode::decode_bytes;
+use crate::decode::decode_bytes_at_least;
 use crate::encoder::Encoder;
 use crate::inputs::{InputKinds, ModelInputs};
 use crate::reuse::{find_reusable, lacks_inputs};
@@ -117,12 +117,12 @@ pub(super) fn prepare(
     if bytes.is_empty() {
         return failed(&file, hash, "empty file".into());
     }
-    let decoded = match decode_bytes(&bytes, options.decode_limits) {
+    let decoded = match decode_bytes_at_least(&bytes, options.decode_limits, kinds.min_decoded_size(encoder)) {
         Ok(d) => d,
         Err(e) => return failed(&file, hash, e.to_string()),
     };
     drop(bytes);
-    let (w, h) = (decoded.image.width(), decoded.image.height());
+    let (w, h) = decoded.full_size;
     match ModelInputs::of(encoder, &decoded, kinds) {
         Ok(inputs) => Prepared::Embed { record: record_of(&file, hash, w, h, ImageStatus::Embedded), inputs },
         Err(e) => failed(&file, hash, e.to_string()),

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use crate::batch::{embed_all, embed_all_regions, embed_region_grids, group_by_size, input_size};
 use crate::crawl::FoundFile;
-use crate::decode::decode_bytes;
+use crate::decode::decode_bytes_at_least;
 use crate::encoder::Encoder;
 use crate::error::Result;
 use crate::inputs::{InputKinds, ModelInputs, RegionInput};
@@ -135,7 +135,9 @@ pub(super) fn fit_region_reduction(
     let mut sample: Vec<([u8; 32], RegionInput)> = Vec::new();
     for file in files.iter().step_by(step) {
         let Ok(bytes) = std::fs::read(&file.path) else { continue };
-        let Ok(decoded) = decode_bytes(&bytes, options.decode_limits) else { continue };
+        // Decoded as the job's own pass decodes it, so that the stored grids are the same.
+        let min = options.input_kinds().min_decoded_size(encoder);
+        let Ok(decoded) = decode_bytes_at_least(&bytes, options.decode_limits, min) else { continue };
         let Ok(region) = RegionInput::of(encoder, &decoded) else { continue };
         sample.push((blake3::hash(&bytes).into(), region));
     }

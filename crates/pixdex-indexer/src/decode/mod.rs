@@ -1,9 +1,12 @@
 //! Decoding image files: format sniffed from content (not the extension), EXIF orientation
-//! applied, memory bounded by decoder limits.
+//! applied, memory bounded by decoder limits; large JPEGs for the index at a reduced DCT scale
+//! ([`decode_bytes_at_least`]).
 
 use image::{DynamicImage, ImageDecoder, ImageReader};
 use std::io::{BufRead, Cursor, Seek};
 use std::path::{Path, PathBuf};
+
+mod scaled_jpeg;
 
 /// Why an image could not be decoded.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +58,28 @@ pub struct DecodedImage {
     pub image: DynamicImage,
     /// The EXIF orientation that was applied (`NoTransforms` when absent).
     pub orientation: image::metadata::Orientation,
+    /// The upright image's full-resolution size: `image`'s size, unless it was decoded at a
+    /// reduced scale ([`decode_bytes_at_least`]).
+    pub full_size: (u32, u32),
+}
+
+/// The smallest upright image, in pixels, that a use of it needs: a long side and a short side.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MinSize {
+    /// At least this long on the long side (0: any size, decode in full).
+    pub long: u32,
+    /// At least this long on the short side.
+    pub short: u32,
+}
+
+/// Decodes in-memory bytes for model inputs that need at most `min`: a JPEG at least twice
+/// that size is decoded at 1/2, 1/4 or 1/8 scale in the DCT (still covering `min`), anything
+/// else in full. Boxes and records use [`DecodedImage::full_size`].
+pub fn decode_bytes_at_least(bytes: &[u8], limits: DecodeLimits, min: MinSize) -> Result<DecodedImage, DecodeError> {
+    match scaled_jpeg::decode(bytes, limits, min) {
+        Some(decoded) => Ok(decoded),
+        None => decode_bytes(bytes, limits),
+    }
 }
 
 /// Decodes a file.
@@ -91,7 +116,8 @@ fn decode_reader<R: BufRead + Seek>(
         return Err(DecodeError::Empty { what: what.to_string() });
     }
     image.apply_orientation(orientation);
-    Ok(DecodedImage { image, orientation })
+    let full_size = (image.width(), image.height());
+    Ok(DecodedImage { image, orientation, full_size })
 }
 
 #[cfg(test)]
@@ -143,6 +169,57 @@ mod tests {
         let diff: f64 = ours.as_raw().iter().zip(upright.as_raw()).map(|(a, b)| a.abs_diff(*b) as f64).sum::<f64>()
             / ours.as_raw().len() as f64;
         assert!(diff < 1.0, "mean |Δ| {diff}");
+    }
+
+    fn jpeg_bytes(w: u32, h: u32) -> Vec<u8> {
+        let img =
+            image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x / 7) as u8, (y / 5) as u8, ((x + y) / 9) as u8]));
+        let mut out = Cursor::new(Vec::new());
+        img.write_to(&mut out, image::ImageFormat::Jpeg).unwrap();
+        out.into_inner()
+    }
+
+    /// A JPEG at least twice the needed size comes at the smallest DCT scale that covers it, with
+    /// its full size kept; a small one, another format, or no need at all decode in full.
+    #[test]
+    fn large_jpegs_decode_at_a_reduced_scale() {
+        let big = jpeg_bytes(1600, 1200);
+        let need = MinSize { long: 400, short: 200 };
+        let d = decode_bytes_at_least(&big, DecodeLimits::default(), need).unwrap();
+        assert_eq!((d.image.width(), d.image.height()), (400, 300), "1/4 scale covers 400 × 200");
+        assert_eq!(d.full_size, (1600, 1200));
+        let need = MinSize { long: 500, short: 200 };
+        let d = decode_bytes_at_least(&big, DecodeLimits::default(), need).unwrap();
+        assert_eq!((d.image.width(), d.image.height()), (800, 600), "1/2 scale is the smallest covering 500");
+        let full = decode_bytes_at_least(&big, DecodeLimits::default(), MinSize::default()).unwrap();
+        assert_eq!((full.image.width(), full.image.height(), full.full_size), (1600, 1200, (1600, 1200)));
+        let small = decode_bytes_at_least(&jpeg_bytes(600, 450), DecodeLimits::default(), need).unwrap();
+        assert_eq!((small.image.width(), small.image.height()), (600, 450), "less than twice the need: full");
+        let png = decode_bytes_at_least(&png_bytes(40, 30), DecodeLimits::default(), MinSize { long: 4, short: 3 });
+        assert_eq!(png.unwrap().full_size, (40, 30));
+        // The reduced decode is the full one, smaller: means of 8×8 blocks agree closely.
+        let scaled = decode_bytes_at_least(&big, DecodeLimits::default(), MinSize { long: 200, short: 100 }).unwrap();
+        let (s, f) = (scaled.image.to_rgb8(), full.image.to_rgb8());
+        assert_eq!(s.dimensions(), (200, 150));
+        let mut worst = 0f64;
+        for (x, y, px) in s.enumerate_pixels() {
+            for c in 0..3 {
+                let mean = (0..64).map(|i| f.get_pixel(x * 8 + i % 8, y * 8 + i / 8).0[c] as f64).sum::<f64>() / 64.0;
+                worst = worst.max((px.0[c] as f64 - mean).abs());
+            }
+        }
+        assert!(worst < 6.0, "max |Δ| against the full decode's block means: {worst}");
+    }
+
+    /// The EXIF orientation applies to a reduced decode too, and the full size is the upright one.
+    #[test]
+    fn reduced_decodes_are_upright() {
+        let images = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/pixio/images");
+        let bytes = std::fs::read(images.join("exif_rot6.jpg")).unwrap();
+        let d = decode_bytes_at_least(&bytes, DecodeLimits::default(), MinSize { long: 12, short: 6 }).unwrap();
+        assert_eq!(d.orientation, image::metadata::Orientation::Rotate90);
+        assert_eq!(d.full_size, (24, 40));
+        assert_eq!((d.image.width(), d.image.height()), (12, 20));
     }
 
     #[test]
