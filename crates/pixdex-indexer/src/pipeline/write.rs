@@ -133,10 +133,10 @@ pub(super) fn fit_region_reduction(
 ) -> Result<FittedRegions> {
     let step = files.len().div_ceil(REDUCTION_SAMPLE).max(1);
     let mut sample: Vec<([u8; 32], RegionInput)> = Vec::new();
+    // Decoded as the job's own pass decodes them, so that the stored grids are the same.
+    let min = options.input_kinds().min_decoded_size(encoder);
     for file in files.iter().step_by(step) {
         let Ok(bytes) = std::fs::read(&file.path) else { continue };
-        // Decoded as the job's own pass decodes it, so that the stored grids are the same.
-        let min = options.input_kinds().min_decoded_size(encoder);
         let Ok(decoded) = decode_bytes_at_least(&bytes, options.decode_limits, min) else { continue };
         let Ok(region) = RegionInput::of(encoder, &decoded) else { continue };
         sample.push((blake3::hash(&bytes).into(), region));
