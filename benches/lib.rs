@@ -93,6 +93,11 @@ pub fn arg(args: &[String], flag: &str, default: usize) -> usize {
     args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).and_then(|s| s.parse().ok()).unwrap_or(default)
 }
 
+/// The value after `flag`, if given.
+pub fn arg_str(args: &[String], flag: &str) -> Option<String> {
+    args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).cloned()
+}
+
 /// A random direction, uniform on the sphere (Box–Muller normals, normalised).
 pub fn random_unit(rng: &mut impl rand::Rng, dim: usize) -> pixdex_core::UnitVector {
     let v = (0..dim)

@@ -38,8 +38,8 @@ pub use index::{EXACT_SCAN_BELOW, SEARCH_EF};
 pub use query::{
     BACKGROUND_WEIGHT, DEFAULT_KEEPER_RULE, DEFAULT_MIN_GEOMETRY, DEFAULT_NEAR_THRESHOLD, DEFAULT_REGION_CANDIDATES,
     DEFAULT_VERIFY_FROM, DedupOptions, DedupPhase, DedupProgress, DuplicateGroup, DuplicateKind, DuplicateMember,
-    DuplicatesOf, KeeperCriterion, MAX_K, MAX_REGION_CANDIDATES, PairComparison, RegionHit, RegionQuery, RegionRanking,
-    SimilarHit, SimilarQuery, TemplateMatch, cells_per_px, match_template, query_grid_sizes,
+    DuplicatesOf, KeeperCriterion, MAX_EF, MAX_K, MAX_REGION_CANDIDATES, PairComparison, RegionHit, RegionQuery,
+    RegionRanking, SimilarHit, SimilarQuery, TemplateMatch, cells_per_px, match_template, query_grid_sizes,
 };
 pub use records::{CollectionConfig, Embedding, Hit, ImageId, ImageRecord, ImageStatus, NewImage};
 pub use region_grid::{PixelBox, REGION_DIM, RegionFrame, RegionGrid, region_grid_shape};

@@ -72,6 +72,10 @@ impl Server {
                 .map_err(|source| ServeError::AllowedRoot { path: root.clone(), source })?;
         }
         let collection = if config.db.join("db").exists() { Some(Collection::open(&config.db)?) } else { None };
+        if let Some(c) = &collection {
+            // A long-lived process: results come from records held in RAM.
+            c.cache_records()?;
+        }
         Ok(Self { config, collection, metrics_listener: None })
     }
 
@@ -283,6 +287,7 @@ fn load_model(state: &AppState, loader: ModelLoader) -> Result<(), ServeError> {
         Some(config) => config.ensure_compatible(&wanted)?,
         None => {
             let created = Collection::open_or_create(&state.config.db, &wanted)?;
+            created.cache_records()?;
             let _ = state.collection.set(Arc::new(created));
         }
     }

@@ -14,9 +14,10 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 use crate::index::hnsw::HnswIndex;
 use crate::index::patch_ivf::PatchIvf;
-use crate::records::CollectionConfig;
+use crate::records::{CollectionConfig, ImageRecord};
 use crate::region_reduction::RegionReduction;
 use crate::schema;
+use std::collections::HashMap;
 
 /// A folder of images' embeddings.
 pub struct Collection {
@@ -39,6 +40,10 @@ pub struct Collection {
     region_fit: Mutex<()>,
     /// Stage 1 of region search, built on the first region query.
     pub(crate) region_index: Mutex<Option<PatchIvf>>,
+    /// Every record in RAM, once [`Collection::cache_records`] was called (a server does): a
+    /// search then reads no sled and decodes no JSON per result. Writers keep it in step under
+    /// its write lock.
+    record_cache: RwLock<Option<HashMap<u64, ImageRecord>>>,
 }
 
 fn store_err(dir: &Path) -> impl Fn(sled::Error) -> Error + '_ {
@@ -136,6 +141,7 @@ impl Collection {
             region_reduction: RwLock::new(region_reduction),
             region_fit: Mutex::new(()),
             region_index: Mutex::new(None),
+            record_cache: RwLock::new(None),
         };
         c.load_index()?;
         Ok(c)

@@ -40,7 +40,14 @@ impl Collection {
         let encoded: Vec<EncodedImage> =
             upserts.iter().map(|u| self.encode_values(u, reduction.as_deref())).collect::<Result<_>>()?;
         let generation = self.generation()? + 1;
-        self.write_transaction(&old_records, &upserts, &ids, &encoded, generation)?;
+        {
+            let mut cache = self.record_cache.write();
+            self.write_transaction(&old_records, &upserts, &ids, &encoded, generation)?;
+            if let Some(records) = cache.as_mut() {
+                removed.iter().for_each(|id| _ = records.remove(id));
+                records.extend(ids.iter().zip(&upserts).map(|(id, u)| (*id, u.record.clone())));
+            }
+        }
         // Durable before acknowledging: a kill -9 after this returns loses nothing of it.
         self.flush_store()?;
         self.update_graph(&removed, &ids, &encoded);
@@ -212,12 +219,16 @@ impl Collection {
     /// Rewrites an image's record in place (same path; e.g. a new mtime for unchanged bytes).
     pub fn update_record(&self, id: ImageId, record: &ImageRecord) -> Result<()> {
         let key = schema::id_key(id.0);
+        let mut cache = self.record_cache.write();
         if !self.images.contains_key(key).map_err(store_err(&self.dir))? {
             return Err(Error::NotFound(id.0));
         }
         self.images
             .insert(key, serde_json::to_vec(record).expect("record serialises"))
             .map_err(store_err(&self.dir))?;
+        if let Some(records) = cache.as_mut() {
+            records.insert(id.0, record.clone());
+        }
         Ok(())
     }
 

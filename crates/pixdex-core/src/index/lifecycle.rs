@@ -6,7 +6,6 @@
 
 use std::collections::HashSet;
 
-use super::exact::TopK;
 use super::hnsw::HnswIndex;
 use crate::collection::Collection;
 use crate::error::Result;
@@ -17,11 +16,14 @@ use crate::vectors::UnitVector;
 const MAX_TOMBSTONE_RATIO: f64 = 0.2;
 
 impl Collection {
-    /// Makes everything committed durable (sled flush) and saves the HNSW graph.
+    /// Makes everything committed durable (sled flush) and saves the HNSW graph and the region
+    /// index (brought up to date first: building it is the index job's work, not a query's).
     pub fn flush(&self) -> Result<()> {
         self.flush_store()?;
         let generation = self.generation()?;
-        self.index.read().save(self.dir(), generation)
+        self.index.write().freeze();
+        self.index.read().save(self.dir(), generation)?;
+        self.save_region_index()
     }
 
     /// Rebuilds the graph from the stored vectors, dropping tombstones.
@@ -29,6 +31,12 @@ impl Collection {
         let fresh = self.build_index()?;
         *self.index.write() = fresh;
         self.flush()
+    }
+
+    /// The beam width similarity search uses by default: the narrowest that reached recall@10
+    /// 0.99 when measured on this collection's graph ([`crate::SEARCH_EF`] until it is measured).
+    pub fn search_ef(&self) -> usize {
+        self.index.read().search_ef()
     }
 
     /// Deleted vectors still in the HNSW graph (filtered at query time until [`Collection::compact`]).
@@ -64,6 +72,7 @@ impl Collection {
                 );
                 gone.into_iter().for_each(|id| ix.remove(id));
                 ix.insert(&missing);
+                ix.freeze();
                 ix
             }
             None => self.build_index()?,
@@ -79,6 +88,7 @@ impl Collection {
         self.for_each_vector(|id, v| vectors.push((id, v.to_vec())))?;
         let mut index = HnswIndex::new(self.config().dim, vectors.len());
         index.insert(&vectors);
+        index.freeze();
         Ok(index)
     }
 
@@ -105,9 +115,13 @@ impl Collection {
     /// Queries go through [`Collection::search_similar`].
     pub fn search_exact(&self, query: &UnitVector, k: usize) -> Result<Vec<Hit>> {
         self.check_query(query)?;
-        let mut top = TopK::new(k);
-        self.for_each_vector(|id, v| top.push(id, query.dot(v)))?;
-        Ok(top.into_hits())
+        Ok(self
+            .index
+            .read()
+            .scan(query.as_slice(), k, None)
+            .into_iter()
+            .map(|(id, score)| Hit { id: ImageId(id), score })
+            .collect())
     }
 
     /// **Measurement API**: HNSW search with beam width `ef` whatever the collection's size, for

@@ -5,15 +5,20 @@
 //! `lifecycle` keeps the graph in step with sled: loaded if current, caught up by id-set
 //! difference, rebuilt when missing, corrupt or too full of tombstones, saved on flush.
 
+mod dot;
 pub(crate) mod exact;
+mod flat_graph;
 pub(crate) mod hnsw;
 mod lifecycle;
 pub(crate) mod patch_ivf;
+mod vector_table;
 
-/// HNSW beam width of similarity search (at least 4 × k). ef 256: recall@10 1.0 on clustered
-/// 384-d vectors at 100k and ≥ 0.98 on uniform 64-d ones at 20k (`benches/hnsw_recall.rs`);
-/// uniform 384-d noise is the worst case (0.31).
-pub const SEARCH_EF: usize = 256;
+/// HNSW beam width of similarity search until the graph has measured its own: from
+/// [`EXACT_SCAN_BELOW`] vectors on, each graph measures recall@10 on queries at its own vectors,
+/// takes one step wider than the narrowest width reaching 0.99, and re-measures as it grows or
+/// shrinks by a quarter
+/// ([`crate::Collection::search_ef`]; `benches/hnsw_recall.rs`).
+pub const SEARCH_EF: usize = 64;
 
 /// Below this many vectors, searches scan exactly instead of using the graph.
 pub const EXACT_SCAN_BELOW: usize = 4096;

@@ -14,4 +14,4 @@ pub use region::{
     BACKGROUND_WEIGHT, DEFAULT_REGION_CANDIDATES, MAX_REGION_CANDIDATES, RegionHit, RegionQuery, RegionRanking,
     TemplateMatch, cells_per_px, match_template, query_grid_sizes,
 };
-pub use similar::{MAX_K, SimilarHit, SimilarQuery};
+pub use similar::{MAX_EF, MAX_K, SimilarHit, SimilarQuery};

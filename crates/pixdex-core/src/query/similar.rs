@@ -2,7 +2,7 @@
 //! ([`Collection::search_similar`]): `k`, a minimum score, a path prefix and excluded ids.
 //!
 //! * Below [`EXACT_SCAN_BELOW`] vectors the search is an exact scan, above it the HNSW graph
-//!   with beam width [`SEARCH_EF`] (at least 4 × k).
+//!   with beam width [`Collection::search_ef`] (measured on the graph; at least 2 × k).
 //! * A path prefix is answered from the `by_path` tree (a sled prefix scan), so a narrow prefix
 //!   never depends on the graph finding its few members: small candidate sets are scanned
 //!   exactly, large ones go through the graph with a membership filter.
@@ -13,8 +13,8 @@ use std::collections::HashSet;
 
 use crate::collection::Collection;
 use crate::error::{Error, Result};
+use crate::index::EXACT_SCAN_BELOW;
 use crate::index::exact::TopK;
-use crate::index::{EXACT_SCAN_BELOW, SEARCH_EF};
 use crate::records::{Hit, ImageId, ImageRecord};
 use crate::vectors::UnitVector;
 
@@ -32,13 +32,25 @@ pub struct SimilarQuery {
     pub path_prefix: Option<String>,
     /// Leave these images out (the query itself).
     pub exclude: Vec<ImageId>,
+    /// The graph search's beam width (default [`Collection::search_ef`] or 2 × `k` if wider; at least `k`, at
+    /// most [`MAX_EF`]):
+    /// wider finds more of the exact answer, more slowly.
+    pub ef: Option<usize>,
 }
+
+/// The widest beam a query may ask for.
+pub const MAX_EF: usize = 4096;
 
 impl SimilarQuery {
     /// [`Error::InvalidQuery`] unless `k` is within 1..=[`MAX_K`] and `min_score` within -1..=1
     /// ([`Collection::search_similar`] checks this too).
     pub fn validate(&self) -> Result<()> {
         check_k(self.k)?;
+        if let Some(ef) = self.ef
+            && !(1..=MAX_EF).contains(&ef)
+        {
+            return Err(Error::InvalidQuery(format!("ef must be 1..={MAX_EF}, not {ef}")));
+        }
         check_min_score(self.min_score)
     }
 }
@@ -89,22 +101,17 @@ impl Collection {
                     self.scan_ids(vector, query.k, members.iter().copied())?
                 } else {
                     let keep = |id: u64| members.contains(&id);
-                    self.search_graph_where(vector, query.k, Some(&keep))?
+                    self.search_graph_where(vector, query, Some(&keep))?
                 }
             }
             None if self.vector_count() < EXACT_SCAN_BELOW => {
-                let mut top = TopK::new(query.k);
-                self.for_each_vector(|id, v| {
-                    if !exclude.contains(&id) {
-                        top.push(id, vector.dot(v));
-                    }
-                })?;
-                top.into_hits()
+                let keep = |id: u64| !exclude.contains(&id);
+                hits_of(self.index.read().scan(vector.as_slice(), query.k, Some(&keep)))
             }
-            None if exclude.is_empty() => self.search_graph_where(vector, query.k, None)?,
+            None if exclude.is_empty() => self.search_graph_where(vector, query, None)?,
             None => {
                 let keep = |id: u64| !exclude.contains(&id);
-                self.search_graph_where(vector, query.k, Some(&keep))?
+                self.search_graph_where(vector, query, Some(&keep))?
             }
         };
         let mut out = Vec::with_capacity(hits.len());
@@ -120,12 +127,13 @@ impl Collection {
         Ok(out)
     }
 
-    /// Exact top-`k` over the given ids' stored vectors (ids without a vector are skipped).
+    /// Exact top-`k` over the given ids' vectors (ids without a vector are skipped).
     fn scan_ids(&self, vector: &UnitVector, k: usize, ids: impl Iterator<Item = u64>) -> Result<Vec<Hit>> {
+        let index = self.index.read();
         let mut top = TopK::new(k);
         for id in ids {
-            if let Some(v) = self.global_vector(ImageId(id))? {
-                top.push(id, vector.dot(v.as_slice()));
+            if let Some(v) = index.vector(id) {
+                top.push(id, vector.dot(v));
             }
         }
         Ok(top.into_hits())
@@ -134,11 +142,17 @@ impl Collection {
     fn search_graph_where(
         &self,
         vector: &UnitVector,
-        k: usize,
+        query: &SimilarQuery,
         keep: Option<&(dyn Fn(u64) -> bool + Sync)>,
     ) -> Result<Vec<Hit>> {
-        self.search_hnsw_where(vector, k, k.saturating_mul(4).max(SEARCH_EF), keep)
+        // The default beam also widens with k: a beam of exactly k finds fewer of the true k.
+        let ef = query.ef.unwrap_or_else(|| self.search_ef().max(query.k.saturating_mul(2)));
+        self.search_hnsw_where(vector, query.k, ef.max(query.k), keep)
     }
+}
+
+fn hits_of(found: Vec<(u64, f32)>) -> Vec<Hit> {
+    found.into_iter().map(|(id, score)| Hit { id: ImageId(id), score }).collect()
 }
 
 #[cfg(test)]
@@ -154,6 +168,8 @@ mod tests {
             SimilarQuery { k: MAX_K + 1, ..ok.clone() },
             SimilarQuery { min_score: Some(1.5), ..ok.clone() },
             SimilarQuery { min_score: Some(f32::NAN), ..ok.clone() },
+            SimilarQuery { ef: Some(0), ..ok.clone() },
+            SimilarQuery { ef: Some(MAX_EF + 1), ..ok.clone() },
         ] {
             assert!(matches!(bad.validate(), Err(Error::InvalidQuery(_))), "{bad:?}");
         }

@@ -32,6 +32,6 @@ fn hnsw_recall_at_10_on_20k_random_vectors() {
     // What `search_similar` uses above the exact-scan threshold.
     let query = SimilarQuery { k: 10, ..Default::default() };
     let r = recall(&|q| c.search_similar(q, &query).unwrap().into_iter().map(|h| h.hit.id).collect());
-    eprintln!("recall@10 of search_similar(): {r:.3}");
+    eprintln!("recall@10 of search_similar() at ef {}: {r:.3}", c.search_ef());
     assert!(r >= 0.98, "recall@10 of search_similar(): {r}");
 }

@@ -175,3 +175,54 @@ fn an_image_that_looks_like_the_crop_everywhere_ranks_below_the_one_that_holds_i
     }
     assert!(hits.windows(2).all(|w| w[0].score >= w[1].score));
 }
+
+#[test]
+fn the_region_index_is_built_by_flush_read_after_a_restart_and_rebuilt_when_damaged() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("region_index");
+    let inode = || std::fs::metadata(&file).unwrap().ino();
+    let frame = RegionFrame { width: 320, height: 240, orientation: 1 };
+    let block = noise(7, 3, 5);
+    let mut holder = noise(100, 12, 16);
+    paste(&mut holder, &block, 4, 9);
+    let holder_id = {
+        let c = Collection::open_or_create(dir.path(), &config(DIM)).unwrap();
+        let mut images: Vec<_> =
+            (0..6).map(|i| with_region(&format!("/o{i}.jpg"), i as u8 + 1, noise(200 + i, 12, 16), frame)).collect();
+        images.push(with_region("/holder.jpg", 50, holder, frame));
+        let id = c.commit(images, &[]).unwrap()[6];
+        assert!(!file.exists(), "no region query yet, no flush yet");
+        c.flush().unwrap();
+        id
+    };
+    assert!(file.exists(), "the index job's flush builds and writes the index");
+    let written = inode();
+
+    // After a restart the first query reads the file: nothing changed, so flushing keeps it.
+    let c = Collection::open(dir.path()).unwrap();
+    assert_eq!(c.search_region((100, 60), &mut query_for(&block), &RegionQuery::default()).unwrap()[0].id, holder_id);
+    c.flush().unwrap();
+    assert_eq!(inode(), written, "an unchanged index is not rewritten");
+
+    // Images added since are caught up (by id, not by the largest id), and the file follows.
+    let mut again = noise(300, 12, 16);
+    paste(&mut again, &block, 0, 0);
+    let new_id = c.commit(vec![with_region("/again.jpg", 60, again, frame)], &[holder_id]).unwrap()[0];
+    assert_eq!(c.search_region((100, 60), &mut query_for(&block), &RegionQuery::default()).unwrap()[0].id, new_id);
+    c.flush().unwrap();
+    assert_ne!(inode(), written);
+    drop(c);
+
+    // A damaged file is rebuilt from the stored grids, not half-read.
+    let bytes = std::fs::read(&file).unwrap();
+    std::fs::write(&file, &bytes[..bytes.len() / 2]).unwrap();
+    for rewritten in [true, false] {
+        let before = inode();
+        let c = Collection::open(dir.path()).unwrap();
+        assert_eq!(c.search_region((100, 60), &mut query_for(&block), &RegionQuery::default()).unwrap()[0].id, new_id);
+        c.flush().unwrap();
+        // First the rebuilt index is written; after the next restart it is read as it is.
+        assert_eq!(inode() != before, rewritten);
+    }
+}

@@ -37,7 +37,7 @@ pub struct SearchQuery {
 impl SearchQuery {
     /// The core's query, leaving out `exclude`.
     pub fn similar(&self, exclude: Vec<ImageId>) -> SimilarQuery {
-        SimilarQuery { k: self.k, min_score: self.min_score, path_prefix: self.path_prefix.clone(), exclude }
+        SimilarQuery { k: self.k, min_score: self.min_score, path_prefix: self.path_prefix.clone(), exclude, ef: None }
     }
 }
 

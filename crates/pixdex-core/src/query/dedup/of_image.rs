@@ -50,6 +50,7 @@ impl Collection {
                 min_score: Some(options.candidate_floor()),
                 path_prefix: options.path_prefix.clone(),
                 exclude,
+                ef: None,
             };
             for hit in self.search_similar(&vector, &query)? {
                 if let Some(other) = scorer.load(hit.hit.id)?

@@ -10,6 +10,9 @@ use crate::error::{Error, Result};
 use crate::index::patch_ivf::{IvfImage, PatchIvf, list_count};
 use crate::query::region::RegionQuery;
 use crate::records::{ImageId, ImageRecord};
+use crate::region_grid::RegionFrame;
+use crate::vectors::PatchGrid;
+use std::collections::HashSet;
 
 /// The query grid's short side for the candidate vote, at least.
 const MIN_VOTE_CELLS: usize = 3;
@@ -22,6 +25,14 @@ const NPROBE: usize = 3;
 
 /// Tokens sampled to train the inverted file's codebook on a rebuild.
 const CODEBOOK_SAMPLE: usize = 60_000;
+
+/// The region index's file in the collection folder.
+const REGION_INDEX_FILE: &str = "region_index";
+
+fn add_region_image(ivf: &mut PatchIvf, id: ImageId, frame: &RegionFrame, grid: &PatchGrid) {
+    let scale = cells_per_px(frame, grid.rows(), grid.cols());
+    ivf.add(IvfImage { id: id.0, cols: grid.cols() as u16, cells_per_px: scale, group: scale_group(scale) }, grid);
+}
 
 /// The images the vote ranked, as slots into the inverted file's image list (a snapshot, so the
 /// index lock is not held while reranking).
@@ -117,40 +128,83 @@ impl Collection {
         Ok(candidates)
     }
 
-    /// The region index brought up to the collection's generation: built from scratch the first
-    /// time (or when images were removed or added far beyond what it was trained on), caught up
-    /// with new images otherwise.
-    fn refreshed_region_index<'a>(&self, slot: &'a mut Option<PatchIvf>) -> Result<&'a PatchIvf> {
-        let generation = self.generation()?;
-        if slot.as_ref().is_none_or(|ivf| ivf.generation != generation) {
-            let live = self.region_grid_count();
-            let rebuild = match slot.as_ref() {
-                None => true,
-                Some(ivf) => {
-                    live * 5 < ivf.images.len() * 4 || ivf.outgrown(live * ivf.tokens() / ivf.images.len().max(1))
-                }
-            };
-            if rebuild {
-                *slot = Some(self.build_region_index()?);
-            } else if let Some(ivf) = slot.as_mut() {
-                self.add_region_images(ivf, ImageId(ivf.max_id.saturating_add(1)))?;
+    /// The region index brought up to date: loaded from its file the first time, caught up with
+    /// the images added since (by id set), rebuilt when missing, damaged, or when images were
+    /// removed or added far beyond what it was trained on.
+    pub(crate) fn refreshed_region_index<'a>(&self, slot: &'a mut Option<PatchIvf>) -> Result<&'a PatchIvf> {
+        if slot.is_none() {
+            *slot = self.load_region_index();
+        }
+        // The generation and the live ids are read together, so that a commit between them is
+        // caught up next time rather than missed.
+        let (generation, live, live_slots) = {
+            let index = self.index.read();
+            (self.generation()?, index.live_ids(), index.slots())
+        };
+        let current = (generation, live_slots);
+        if slot.as_ref().is_some_and(|ivf| ivf.caught_up_to == Some(current)) {
+            return Ok(slot.as_ref().expect("checked above"));
+        }
+        let rebuild = match slot.as_ref() {
+            None => true,
+            Some(ivf) => {
+                let removed = ivf.images.iter().filter(|i| !live.contains(&i.id)).count();
+                removed * 5 > ivf.images.len()
             }
-            if let Some(ivf) = slot.as_mut() {
-                ivf.generation = generation;
-                tracing::debug!(
-                    images = ivf.images.len(),
-                    tokens = ivf.tokens(),
-                    bytes = ivf.posting_bytes(),
-                    "region index"
-                );
+        };
+        if !rebuild && let Some(ivf) = slot.as_mut() {
+            let fresh: Vec<u64> = live.iter().copied().filter(|id| !ivf.seen.contains(id)).collect();
+            self.add_region_images(ivf, fresh)?;
+        }
+        if rebuild || slot.as_ref().is_some_and(|ivf| ivf.outgrown(ivf.tokens())) {
+            *slot = Some(self.build_region_index(live)?);
+        }
+        let ivf = slot.as_mut().expect("built above when missing");
+        if ivf.generation != generation || rebuild {
+            ivf.unsaved = true;
+        }
+        ivf.generation = generation;
+        ivf.caught_up_to = Some(current);
+        tracing::debug!(images = ivf.images.len(), tokens = ivf.tokens(), bytes = ivf.posting_bytes(), "region index");
+        Ok(ivf)
+    }
+
+    fn region_index_path(&self) -> std::path::PathBuf {
+        self.dir().join(REGION_INDEX_FILE)
+    }
+
+    /// The persisted region index, if there is a readable one.
+    fn load_region_index(&self) -> Option<PatchIvf> {
+        let path = self.region_index_path();
+        match PatchIvf::load(&path) {
+            Ok(ivf) => ivf,
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "unreadable region index; rebuilding");
+                None
             }
         }
-        Ok(slot.as_ref().expect("built above when missing"))
+    }
+
+    /// Brings the region index up to date and writes it if it changed (the index job's flush):
+    /// the first region query after a restart then only reads it.
+    pub(crate) fn save_region_index(&self) -> Result<()> {
+        if self.region_reduction().is_none() {
+            return Ok(());
+        }
+        let mut guard = self.region_index.lock();
+        self.refreshed_region_index(&mut guard)?;
+        if let Some(ivf) = guard.as_mut()
+            && ivf.unsaved
+        {
+            ivf.save(&self.region_index_path())?;
+            ivf.unsaved = false;
+        }
+        Ok(())
     }
 
     /// A fresh inverted file over every stored region grid: a codebook trained on a sample of
     /// whole images, then every token.
-    fn build_region_index(&self) -> Result<PatchIvf> {
+    fn build_region_index(&self, live: HashSet<u64>) -> Result<PatchIvf> {
         // Pass 1: sizes, and a sample of whole images for the codebook.
         let mut tokens = 0usize;
         let mut grids = 0usize;
@@ -169,17 +223,25 @@ impl Collection {
             sample.extend_from_slice(g.values());
         }
         let mut ivf = PatchIvf::train(&sample, dim, list_count(tokens), tokens);
-        self.add_region_images(&mut ivf, ImageId(0))?;
+        for entry in self.region_grids(ImageId(0), 1) {
+            let (id, (frame, grid)) = entry?;
+            add_region_image(&mut ivf, id, &frame, &grid);
+        }
+        // Images without a region grid are examined once, not at every catch-up.
+        ivf.seen.extend(live);
         Ok(ivf)
     }
 
-    /// Indexes the stored region grids of the images from id `from` on.
-    fn add_region_images(&self, ivf: &mut PatchIvf, from: ImageId) -> Result<()> {
-        for entry in self.region_grids(from, 1) {
-            let (id, (frame, grid)) = entry?;
-            let scale = cells_per_px(&frame, grid.rows(), grid.cols());
-            let image = IvfImage { id: id.0, cols: grid.cols() as u16, cells_per_px: scale, group: scale_group(scale) };
-            ivf.add(image, &grid);
+    /// Indexes the stored region grids of `ids` (those without one are only marked seen).
+    fn add_region_images(&self, ivf: &mut PatchIvf, mut ids: Vec<u64>) -> Result<()> {
+        ids.sort_unstable();
+        for id in ids {
+            match self.region_grid(ImageId(id))? {
+                Some((frame, grid)) => add_region_image(ivf, ImageId(id), &frame, &grid),
+                None => {
+                    ivf.seen.insert(id);
+                }
+            }
         }
         Ok(())
     }

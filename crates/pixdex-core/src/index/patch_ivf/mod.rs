@@ -11,11 +11,14 @@
 //! kept apart by the image's scale group (a step of a 2^(1/6) ladder of grid cells per pixel),
 //! and a query votes in each group with its grid at that group's scale. A library from one
 //! camera has one or two groups.
-//! The index is derived from sled's `regions` tree, built on the first region query, caught up
-//! with new images as the collection grows, and rebuilt when it drifts too far from what it
-//! was trained on.
+//! The index is derived from sled's `regions` tree: built by the index job (on flush) or the
+//! first region query, persisted beside the collection ([`file`]), caught up with the images
+//! added and removed since by id set, and rebuilt when it drifts too far from what it was
+//! trained on.
 
-use std::collections::{BTreeMap, HashMap};
+mod file;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::linalg::{matmul_nt, normalise_rows};
@@ -31,14 +34,14 @@ pub(crate) fn list_count(tokens: usize) -> usize {
     ((tokens as f64).sqrt().round() as usize).clamp(64, 4096)
 }
 
-#[derive(Default)]
+#[derive(Default, Debug, PartialEq)]
 struct PostingList {
     slots: Vec<u32>,
     cells: Vec<u16>,
 }
 
 /// One indexed image.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct IvfImage {
     pub(crate) id: u64,
     pub(crate) cols: u16,
@@ -61,8 +64,12 @@ pub(crate) struct PatchIvf {
     trained_on: usize,
     /// Collection generation this index reflects.
     pub(crate) generation: u64,
-    /// Largest image id indexed (ids only grow).
-    pub(crate) max_id: u64,
+    /// Every image id examined: indexed, or found without a region grid.
+    pub(crate) seen: HashSet<u64>,
+    /// The (generation, graph slots) it was last caught up at; not persisted.
+    pub(crate) caught_up_to: Option<(u64, usize)>,
+    /// Changed since it was last written; not persisted.
+    pub(crate) unsaved: bool,
 }
 
 impl PatchIvf {
@@ -104,7 +111,9 @@ impl PatchIvf {
             tokens: 0,
             trained_on: total_tokens,
             generation: 0,
-            max_id: 0,
+            seen: HashSet::new(),
+            caught_up_to: None,
+            unsaved: true,
         }
     }
 
@@ -136,7 +145,7 @@ impl PatchIvf {
             self.list_sizes[c] += 1;
         }
         self.tokens += grid.rows() * grid.cols();
-        self.max_id = self.max_id.max(image.id);
+        self.seen.insert(image.id);
         self.images.push(image);
     }
 
