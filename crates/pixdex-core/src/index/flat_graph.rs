@@ -98,6 +98,19 @@ impl FlatGraph {
         ef: usize,
         accept: &dyn Fn(u32) -> bool,
     ) -> Vec<(u32, f32)> {
+        self.search_avoiding(table, query, ef, accept, None)
+    }
+
+    /// [`FlatGraph::search`] as if `avoid` were not in the graph: never entered, so its links
+    /// are not followed (a stored vector queried this way behaves like a query that is not stored).
+    pub(crate) fn search_avoiding(
+        &self,
+        table: &VectorTable,
+        query: &[f32],
+        ef: usize,
+        accept: &dyn Fn(u32) -> bool,
+        avoid: Option<u32>,
+    ) -> Vec<(u32, f32)> {
         let ef = ef.max(1);
         // Greedy descent through the upper layers to the point nearest the query.
         let mut cur = self.entry;
@@ -106,6 +119,9 @@ impl FlatGraph {
             loop {
                 let mut moved = false;
                 for &nb in layer.of(cur) {
+                    if Some(nb) == avoid {
+                        continue;
+                    }
                     let s = dot(query, table.vector(nb));
                     if s > cur_sim {
                         (cur, cur_sim) = (nb, s);
@@ -120,6 +136,9 @@ impl FlatGraph {
         VISITED.with(|visited| {
             let mut visited = visited.borrow_mut();
             let mut marks = visited.start(self.covered);
+            if let Some(a) = avoid.filter(|&a| a != cur) {
+                marks.mark(a);
+            }
             self.beam(table, query, ef, accept, &mut marks, (cur, cur_sim))
         })
     }
