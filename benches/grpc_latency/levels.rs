@@ -32,6 +32,24 @@ pub(crate) fn summarize(mut latencies: Vec<f64>, wall: f64) -> Summary {
     Summary { n, p50: rank(0.50), p99: rank(0.99), rps: n as f64 / wall }
 }
 
+/// One worker's requests: when it started and ended, and each latency.
+pub(crate) struct Span {
+    start: Instant,
+    end: Instant,
+    lat: Vec<f64>,
+}
+
+impl Span {
+    /// All latencies, and the wall time from the first worker's start to the last one's end
+    /// (measured by the workers: a coordinating thread that wakes late would shorten it).
+    fn merge(spans: Vec<Span>) -> (Vec<f64>, f64) {
+        let start = spans.iter().map(|s| s.start).min();
+        let end = spans.iter().map(|s| s.end).max();
+        let wall = start.zip(end).map_or(0.0, |(a, b)| (b - a).as_secs_f64());
+        (spans.into_iter().flat_map(|s| s.lat).collect(), wall)
+    }
+}
+
 /// Requests of `total` that worker `i` of `workers` makes.
 pub(crate) fn share(total: usize, workers: usize, i: usize) -> usize {
     total / workers + usize::from(i < total % workers)
@@ -99,7 +117,8 @@ pub(crate) fn direct_id_level(
                     let mut rng = StdRng::seed_from_u64(7000 + t as u64);
                     let mut lat = Vec::with_capacity(share(total, threads, t));
                     barrier.wait();
-                    let deadline = Instant::now() + cap;
+                    let start = Instant::now();
+                    let deadline = start + cap;
                     for _ in 0..share(total, threads, t) {
                         if Instant::now() >= deadline {
                             break;
@@ -110,14 +129,13 @@ pub(crate) fn direct_id_level(
                         lat.push(t0.elapsed().as_secs_f64());
                         anyhow::ensure!(hits == K, "{hits} hits");
                     }
-                    Ok::<_, anyhow::Error>(lat)
+                    Ok::<_, anyhow::Error>(Span { start, end: Instant::now(), lat })
                 })
             })
             .collect();
         barrier.wait();
-        let t0 = Instant::now();
-        let lat: anyhow::Result<Vec<Vec<f64>>> = handles.into_iter().map(|h| h.join().expect("thread")).collect();
-        lat.map(|l| (l.concat(), t0.elapsed().as_secs_f64()))
+        let spans: anyhow::Result<Vec<Span>> = handles.into_iter().map(|h| h.join().expect("thread")).collect();
+        spans.map(Span::merge)
     })?;
     Ok(summarize(latencies, wall))
 }
@@ -151,7 +169,8 @@ pub(crate) async fn grpc_level(
             barrier.wait().await;
             warm?;
             let mut lat = Vec::with_capacity(n);
-            let deadline = Instant::now() + cap;
+            let start = Instant::now();
+            let deadline = start + cap;
             for j in 0..n {
                 if Instant::now() >= deadline {
                     break;
@@ -162,16 +181,16 @@ pub(crate) async fn grpc_level(
                 lat.push(t0.elapsed().as_secs_f64());
                 anyhow::ensure!(response.hits.len() == K, "{} hits", response.hits.len());
             }
-            Ok::<_, anyhow::Error>(lat)
+            Ok::<_, anyhow::Error>(Span { start, end: Instant::now(), lat })
         }));
     }
     barrier.wait().await;
-    let t0 = Instant::now();
-    let mut latencies = Vec::with_capacity(total);
+    let mut spans = Vec::with_capacity(clients);
     for task in tasks {
-        latencies.extend(task.await??);
+        spans.push(task.await??);
     }
-    Ok(summarize(latencies, t0.elapsed().as_secs_f64()))
+    let (latencies, wall) = Span::merge(spans);
+    Ok(summarize(latencies, wall))
 }
 
 pub(crate) fn id_request(id: u64) -> pb::SearchRequest {

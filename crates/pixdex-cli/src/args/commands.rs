@@ -2,7 +2,7 @@
 
 use clap::Args;
 use clap::builder::RangedU64ValueParser;
-use pixdex_core::{DEFAULT_REGION_CANDIDATES, MAX_K, MAX_REGION_CANDIDATES, PixelBox};
+use pixdex_core::{DEFAULT_REGION_CANDIDATES, MAX_EF, MAX_K, MAX_REGION_CANDIDATES, PixelBox};
 use pixdex_indexer::crawl::CrawlOptions;
 use pixdex_indexer::pipeline::IndexOptions;
 use std::path::PathBuf;
@@ -95,6 +95,10 @@ pub struct SearchArgs {
     /// Number of results.
     #[arg(short, default_value_t = 10)]
     pub k: usize,
+    /// HNSW beam width (wider: slower, nearer the exact answer). Default: the collection's own,
+    /// measured to reach recall@10 0.995 on its own vectors.
+    #[arg(long, value_parser = RangedU64ValueParser::<usize>::new().range(1..=MAX_EF as u64))]
+    pub ef: Option<usize>,
     /// Print JSON: {"results":[{"id":…,"path":…,"score":…}]}.
     #[arg(long)]
     pub json: bool,

@@ -58,7 +58,7 @@ fn search_offline(args: &SearchArgs) -> anyhow::Result<Vec<SearchResult>> {
     let image = decode_path(&args.image, DecodeLimits::default())?;
     let inputs = ModelInputs::of(&encoder, &image, InputKinds::QUERY)?;
     let global = embed_images(&encoder, &[&inputs.square])?.pop().context("no embedding")??.global;
-    let hits = collection.search_similar(&global, &SimilarQuery { k: args.k, ..Default::default() })?;
+    let hits = collection.search_similar(&global, &SimilarQuery { k: args.k, ef: args.ef, ..Default::default() })?;
     Ok(hits.into_iter().map(SearchResult::from).collect())
 }
 
@@ -74,6 +74,7 @@ async fn search_served(args: &SearchArgs, url: &str) -> anyhow::Result<Vec<Searc
         min_score: None,
         path_prefix: None,
         exclude_self: false,
+        ef: args.ef,
     };
     let response = client
         .search

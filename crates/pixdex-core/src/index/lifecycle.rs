@@ -34,7 +34,8 @@ impl Collection {
     }
 
     /// The beam width similarity search uses by default: the narrowest that reached recall@10
-    /// 0.99 when measured on this collection's graph ([`crate::SEARCH_EF`] until it is measured).
+    /// 0.995 on this collection's own vectors queried as if not stored ([`crate::SEARCH_EF`]
+    /// until it is measured).
     pub fn search_ef(&self) -> usize {
         self.index.read().search_ef()
     }

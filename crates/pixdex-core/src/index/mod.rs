@@ -15,7 +15,7 @@ mod vector_table;
 
 /// HNSW beam width of similarity search until the graph has measured its own: from
 /// [`EXACT_SCAN_BELOW`] vectors on, each graph measures recall@10 of its own vectors queried as
-/// if they were not stored, takes the narrowest width reaching 0.99, and re-measures as it grows
+/// if they were not stored, takes the narrowest width reaching 0.995, and re-measures as it grows
 /// or shrinks by a quarter ([`crate::Collection::search_ef`]; `benches/hnsw_recall.rs`).
 pub const SEARCH_EF: usize = 64;
 

@@ -34,4 +34,12 @@ fn hnsw_recall_at_10_on_20k_random_vectors() {
     let r = recall(&|q| c.search_similar(q, &query).unwrap().into_iter().map(|h| h.hit.id).collect());
     eprintln!("recall@10 of search_similar() at ef {}: {r:.3}", c.search_ef());
     assert!(r >= 0.98, "recall@10 of search_similar(): {r}");
+    // A caller's ef overrides it: narrow misses neighbours on this worst-case data, wide does not.
+    let at = |ef| {
+        let query = SimilarQuery { k: 10, ef: Some(ef), ..Default::default() };
+        recall(&|q| c.search_similar(q, &query).unwrap().into_iter().map(|h| h.hit.id).collect())
+    };
+    let (narrow, wide) = (at(16), at(1024));
+    eprintln!("recall@10 of search_similar() at ef 16: {narrow:.3}, at ef 1024: {wide:.3}");
+    assert!(narrow < 0.9 && wide > r.min(0.995), "ef 16: {narrow}, ef 1024: {wide}");
 }

@@ -1,8 +1,8 @@
 //! `SearchService`: similarity and region queries, and their hits.
 
 use pixdex_core::{
-    DEFAULT_REGION_CANDIDATES, Hit, ImageId, ImageRecord, MAX_REGION_CANDIDATES, PixelBox, RegionHit, RegionQuery,
-    SimilarHit, SimilarQuery, UnitVector,
+    DEFAULT_REGION_CANDIDATES, Hit, ImageId, ImageRecord, MAX_EF, MAX_REGION_CANDIDATES, PixelBox, RegionHit,
+    RegionQuery, SimilarHit, SimilarQuery, UnitVector,
 };
 
 use super::{ImageRef, Invalid, count_or_default, image_record, parse_k, path_prefix, required_record, wire_count};
@@ -32,12 +32,20 @@ pub struct SearchQuery {
     pub path_prefix: Option<String>,
     /// Leave the query image (same bytes, or the stored image) out of the results.
     pub exclude_self: bool,
+    /// HNSW beam width (1..=`MAX_EF`); `None`: the collection's calibrated one.
+    pub ef: Option<usize>,
 }
 
 impl SearchQuery {
     /// The core's query, leaving out `exclude`.
     pub fn similar(&self, exclude: Vec<ImageId>) -> SimilarQuery {
-        SimilarQuery { k: self.k, min_score: self.min_score, path_prefix: self.path_prefix.clone(), exclude, ef: None }
+        SimilarQuery {
+            k: self.k,
+            min_score: self.min_score,
+            path_prefix: self.path_prefix.clone(),
+            exclude,
+            ef: self.ef,
+        }
     }
 }
 
@@ -46,7 +54,7 @@ impl TryFrom<pb::SearchRequest> for SearchQuery {
 
     fn try_from(request: pb::SearchRequest) -> Result<Self, Invalid> {
         // Exhaustive on purpose: a new field fails the build here until it is handled.
-        let pb::SearchRequest { query, k, min_score, path_prefix: prefix, exclude_self } = request;
+        let pb::SearchRequest { query, k, min_score, path_prefix: prefix, exclude_self, ef } = request;
         let source = match query.ok_or_else(|| Invalid::new("missing query (image, stored or vector)"))? {
             search_request::Query::Image(bytes) => SearchSource::Image(bytes),
             search_request::Query::Stored(image) => SearchSource::Stored(ImageRef::try_from(Some(image))?),
@@ -54,7 +62,12 @@ impl TryFrom<pb::SearchRequest> for SearchQuery {
                 SearchSource::Vector(UnitVector::new(values).map_err(|e| Invalid(e.to_string()))?)
             }
         };
-        Ok(Self { source, k: parse_k(k)?, min_score, path_prefix: path_prefix(prefix), exclude_self })
+        let ef = match ef as usize {
+            0 => None,
+            ef if ef <= MAX_EF => Some(ef),
+            ef => return Err(Invalid(format!("ef {ef} is above the most, {MAX_EF}"))),
+        };
+        Ok(Self { source, k: parse_k(k)?, min_score, path_prefix: path_prefix(prefix), exclude_self, ef })
     }
 }
 
@@ -71,6 +84,7 @@ impl From<SearchQuery> for pb::SearchRequest {
             min_score: q.min_score,
             path_prefix: q.path_prefix.unwrap_or_default(),
             exclude_self: q.exclude_self,
+            ef: q.ef.map_or(0, wire_count),
         }
     }
 }
@@ -220,6 +234,7 @@ mod tests {
             min_score: Some(0.5),
             path_prefix: Some("/p/".into()),
             exclude_self: true,
+            ef: Some(300),
         };
         assert_eq!(SearchQuery::try_from(pb::SearchRequest::from(query.clone())), Ok(query));
         let empty = pb::SearchRequest::default();
@@ -235,6 +250,12 @@ mod tests {
             ..Default::default()
         };
         assert!(SearchQuery::try_from(big_k).is_err());
+        let big_ef = pb::SearchRequest {
+            query: Some(search_request::Query::Image(vec![1])),
+            ef: MAX_EF as u32 + 1,
+            ..Default::default()
+        };
+        assert!(SearchQuery::try_from(big_ef).unwrap_err().0.contains("ef"));
         let defaults = pb::SearchRequest { query: Some(search_request::Query::Image(vec![1])), ..Default::default() };
         let q = SearchQuery::try_from(defaults).unwrap();
         assert_eq!((q.k, q.path_prefix), (super::super::DEFAULT_K, None));

@@ -35,7 +35,7 @@ async fn bad_requests_get_the_right_status_and_change_nothing() {
         ..Default::default()
     };
     assert_eq!(code(c.search.search(failed).await).code(), Code::FailedPrecondition);
-    // Bad vectors, k, min_score, missing query.
+    // Bad vectors, k, ef, min_score, missing query.
     let vector = |values: Vec<f32>| pb::SearchRequest {
         query: Some(pb::search_request::Query::Vector(pb::Vector { values })),
         ..Default::default()
@@ -45,6 +45,9 @@ async fn bad_requests_get_the_right_status_and_change_nothing() {
     assert_eq!(code(c.search.search(vector(vec![f32::NAN; 64])).await).code(), Code::InvalidArgument);
     let mut q = vector(vec![1.0; 64]);
     q.k = 5000;
+    assert_eq!(code(c.search.search(q).await).code(), Code::InvalidArgument);
+    let mut q = vector(vec![1.0; 64]);
+    q.ef = 5000;
     assert_eq!(code(c.search.search(q).await).code(), Code::InvalidArgument);
     let mut q = vector(vec![1.0; 64]);
     q.min_score = Some(2.0);
