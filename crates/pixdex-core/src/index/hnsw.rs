@@ -197,6 +197,13 @@ impl HnswIndex {
             tracing::trace!(ef, recall = found as f64 / wanted as f64, "HNSW calibration step");
             found as f64 >= TARGET_RECALL * wanted as f64
         });
+        if reached.is_none() {
+            tracing::warn!(
+                ef = EF_LADDER[EF_LADDER.len() - 1],
+                vectors = live.len(),
+                "HNSW recall@10 stays below {TARGET_RECALL} at the widest beam calibrated; searches may miss neighbours (a wider ef per query still helps)"
+            );
+        }
         let ef = EF_LADDER[reached.unwrap_or(EF_LADDER.len() - 1)];
         tracing::debug!(ef, vectors = live.len(), "HNSW beam width calibrated");
         Some(ef)
