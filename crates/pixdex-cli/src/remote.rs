@@ -2,7 +2,7 @@
 //! statuses turned into messages a person can act on.
 
 use anyhow::Context;
-use pixdex_server::{ClientError, PixdexClient};
+use pixdex_server::{ClientError, ClientOptions, PixdexClient};
 use std::time::Duration;
 use tonic::Code;
 
@@ -14,19 +14,42 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the async runtime")
 }
 
-/// Connects to the server at `url`.
-pub async fn connect(url: &str) -> anyhow::Result<PixdexClient> {
-    PixdexClient::connect(url).await.map_err(|e| match e {
+/// A running server: its URL, and the token and CA to reach it with (`--server`, `--token`,
+/// `--ca`).
+#[derive(Debug)]
+pub struct Remote {
+    pub url: String,
+    pub options: ClientOptions,
+}
+
+/// Connects to the server.
+pub async fn connect(remote: &Remote) -> anyhow::Result<PixdexClient> {
+    PixdexClient::connect_with(&remote.url, &remote.options).await.map_err(|e| match e {
         ClientError::Connect { url, source } => {
-            anyhow::Error::new(source).context(format!("cannot connect to {url} (is `pixdex serve` running there?)"))
+            // tonic's own message is often just "transport error": the cause says more (a
+            // refused connection, an untrusted certificate).
+            let mut cause = String::new();
+            let mut next = std::error::Error::source(&source);
+            while let Some(e) = next {
+                cause = e.to_string();
+                next = e.source();
+            }
+            if cause.contains("certificate") {
+                return anyhow::anyhow!(
+                    "cannot connect to {url}: {cause} (for a private CA or a self-signed certificate, pass --ca PEM)"
+                );
+            }
+            let hint = if cause.is_empty() { String::new() } else { format!(": {cause}") };
+            anyhow::anyhow!("cannot connect to {url}{hint} (is `pixdex serve` running there?)")
         }
         other => other.into(),
     })
 }
 
 /// Connects and, if the server is still loading its model, waits (bounded) until it serves.
-pub async fn connect_ready(url: &str) -> anyhow::Result<PixdexClient> {
-    let mut client = connect(url).await?;
+pub async fn connect_ready(remote: &Remote) -> anyhow::Result<PixdexClient> {
+    let url = &remote.url;
+    let mut client = connect(remote).await?;
     if client.wait_ready(Duration::ZERO).await.is_err() {
         eprintln!("waiting for the server at {url} to load its model…");
         client.wait_ready(READY_TIMEOUT).await?;
@@ -54,6 +77,14 @@ pub fn call_failed(what: &str, status: tonic::Status) -> anyhow::Error {
         Code::Ok | Code::Unknown | Code::Internal | Code::DataLoss => "server error",
     };
     let message = status.message();
+    if status.code() == Code::Unknown && (message.contains("transport error") || message.contains("h2 protocol error"))
+    {
+        // What a plaintext client hears from a TLS server (and the reverse).
+        return anyhow::anyhow!(
+            "{what}: the connection failed ({message}); a server started with --tls-cert needs an https:// URL, \
+             one without it http://"
+        );
+    }
     if message.is_empty() {
         anyhow::anyhow!("{what}: {reason}")
     } else {

@@ -24,12 +24,16 @@ struct Server {
 }
 
 impl Server {
-    /// Starts `pixdex serve` on a free port and waits for its `listening on` line.
+    /// Starts `pixdex serve` on a free loopback port and waits for its `listening on` line.
     fn start(db: &Path, allow_root: &Path, extra: &[&str]) -> Self {
+        Self::start_at(db, allow_root, "127.0.0.1:0", extra)
+    }
+
+    fn start_at(db: &Path, allow_root: &Path, listen: &str, extra: &[&str]) -> Self {
         let model = tiny_model();
         let mut child = ChildGuard(
             pixdex_command()
-                .args(["serve", "--db", arg(db), "--model", arg(&model), "--listen", "127.0.0.1:0"])
+                .args(["serve", "--db", arg(db), "--model", arg(&model), "--listen", listen])
                 .args(["--allow-root", arg(allow_root)])
                 .args(extra)
                 .stdin(Stdio::null())
@@ -58,7 +62,7 @@ impl Server {
             assert!(Instant::now() < deadline, "pixdex serve did not listen within {COMMAND_LIMIT:?}");
             std::thread::sleep(Duration::from_millis(20));
         };
-        assert!(url.starts_with("http://127.0.0.1:") && !url.ends_with(":0"), "{url}");
+        assert!(url.starts_with("http") && !url.ends_with(":0"), "{url}");
         Self { child, url, log }
     }
 
@@ -363,4 +367,73 @@ fn serve_metrics_listen_exposes_prometheus_metrics_and_stats_count_failures_alik
     assert!(out.status.success(), "{}", stderr(&out));
     let offline = json(&String::from_utf8_lossy(&out.stdout));
     assert_eq!((offline["images"].as_u64(), offline["failed"].as_u64()), (Some(3), Some(1)), "{offline}");
+}
+
+#[test]
+fn serve_with_tokens_and_tls_answers_the_cli_by_role() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lib = make_library(&tmp.path().join("lib"), 3, (64, 48));
+    let pki = pixdex_server::test_pki::TestPki::generate();
+    let (read, write) = ("cli-read-token-3b9d27e14c", "cli-write-token-8a61f0c5d2");
+    let files = tmp.path();
+    std::fs::write(files.join("tokens"), format!("# who may call\nread {read}\nwrite {write}\n")).unwrap();
+    std::fs::write(files.join("ca.pem"), &pki.ca_pem).unwrap();
+    std::fs::write(files.join("cert.pem"), &pki.cert_pem).unwrap();
+    std::fs::write(files.join("key.pem"), &pki.key_pem).unwrap();
+    let secure = ["--token-file", "tokens", "--tls-cert", "cert.pem", "--tls-key", "key.pem"]
+        .map(|a| if a.starts_with("--") { a.to_string() } else { files.join(a).display().to_string() });
+    let server = Server::start(&tmp.path().join("db"), &lib, &secure.each_ref().map(String::as_str));
+    assert!(server.url.starts_with("https://127.0.0.1:"), "{}", server.url);
+    let url = server.url.clone();
+    let ca = files.join("ca.pem");
+
+    // The write token indexes; the read token (here from PIXDEX_TOKEN) searches.
+    let out = run_in(tmp.path(), &["index", "--server", &url, "--ca", arg(&ca), "--token", write, "lib", "-q"]);
+    assert!(stdout_of(&out, &server).contains("3 embedded"));
+    let query = lib.join("0001.png");
+    let search = ["search", "--server", &url, "--ca", arg(&ca), arg(&query), "-k", "1"];
+    let out = output_within(pixdex_command().args(search).env("PIXDEX_TOKEN", read), COMMAND_LIMIT);
+    assert!(stdout_of(&out, &server).trim_end().ends_with(arg(&query)));
+
+    // The read token cannot index; no token cannot search; neither is INTERNAL.
+    let out = run_in(tmp.path(), &["index", "--server", &url, "--ca", arg(&ca), "--token", read, "lib"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("write token") && stderr(&out).contains("permission denied"), "{}", stderr(&out));
+    let out = output_within(pixdex_command().args(search).env_remove("PIXDEX_TOKEN"), COMMAND_LIMIT);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("unauthenticated"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains(read) && !server.log().contains(read) && !server.log().contains(write));
+    // Without the CA the server's certificate is not trusted.
+    let out = run_in(tmp.path(), &["stats", "--server", &url, "--token", read]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("cannot connect"), "{}", stderr(&out));
+    server.terminate();
+}
+
+#[test]
+fn serve_refuses_a_public_address_without_tokens_unless_told_it_is_insecure() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lib = make_library(&tmp.path().join("lib"), 1, (32, 32));
+    let db = tmp.path().join("db");
+    let model = tiny_model();
+    let serve = ["serve", "--db", arg(&db), "--model", arg(&model), "--listen", "0.0.0.0:0"];
+    let out = output_within(pixdex_command().args(serve), COMMAND_LIMIT);
+    assert_eq!(out.status.code(), Some(2));
+    let message = stderr(&out);
+    assert!(message.contains("refusing to listen on 0.0.0.0:0 without --token-file"), "{message}");
+    assert!(message.contains("--insecure-no-auth"), "{message}");
+    assert!(!db.exists(), "nothing was created");
+    // A bad token file is refused by line, before listening.
+    std::fs::write(tmp.path().join("tokens"), "read ok-length-token-1234\nadmin x\n").unwrap();
+    let out = output_within(
+        pixdex_command().args(serve).args(["--token-file", arg(&tmp.path().join("tokens"))]),
+        COMMAND_LIMIT,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("token file line 2"), "{}", stderr(&out));
+    // Told so, it serves anyone, with a warning.
+    let server = Server::start_at(&db, &lib, "0.0.0.0:0", &["--insecure-no-auth"]);
+    assert!(server.url.starts_with("http://0.0.0.0:"), "{}", server.url);
+    assert!(server.log().contains("insecure-no-auth"), "{}", server.log());
+    server.terminate();
 }

@@ -27,6 +27,19 @@ pub enum Error {
         /// What the caller brought.
         found: String,
     },
+    /// The collection's layout is newer than this build reads.
+    #[error(
+        "the collection at {path} was written by a newer pixdex (layout version {found}; this one reads up to \
+         {supported}): upgrade pixdex"
+    )]
+    NewerSchema {
+        /// The collection folder.
+        path: PathBuf,
+        /// The version it records.
+        found: u32,
+        /// The newest this build reads.
+        supported: u32,
+    },
     /// A stored value does not decode (a bug or on-disk corruption).
     #[error("corrupt collection value `{what}`: {reason}")]
     Corrupt {

@@ -29,6 +29,7 @@ mod records;
 mod region_grid;
 mod region_reduction;
 mod schema;
+pub use schema::SCHEMA_VERSION;
 mod vectors;
 
 pub use codec::{PatchCodec, encoded_region_len};

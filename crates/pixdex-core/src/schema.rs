@@ -10,7 +10,8 @@
 //! * `regions`: id → the aspect-preserving region grid, reduced ([`crate::RegionReduction`], int8)
 //!   with its frame (upright size, EXIF orientation), if computed
 //! * `meta`: [`META_CONFIG`] → collection config (JSON), [`META_GENERATION`] → u64,
-//!   [`META_REGION_REDUCTION`] → the region reduction (mean token and PCA basis)
+//!   [`META_REGION_REDUCTION`] → the region reduction (mean token and PCA basis),
+//!   [`META_SCHEMA_VERSION`] → u32 ([`SCHEMA_VERSION`])
 //!
 //! Ids are big-endian u64 so that iteration order is id order.
 
@@ -29,6 +30,12 @@ pub(crate) const META_CONFIG: &[u8] = b"config";
 pub(crate) const META_GENERATION: &[u8] = b"generation";
 /// The region reduction, fitted on the first region grids stored and fixed from then on.
 pub(crate) const META_REGION_REDUCTION: &[u8] = b"region_reduction";
+
+/// The version of this layout (trees, keys, record and vector encodings). A collection written
+/// by a newer pixdex is refused rather than misread; an older one is migrated at open.
+pub const SCHEMA_VERSION: u32 = 1;
+/// Where the version is kept (absent in collections from before it was: version 1's layout).
+pub(crate) const META_SCHEMA_VERSION: &[u8] = b"schema_version";
 
 pub(crate) fn id_key(id: u64) -> [u8; 8] {
     id.to_be_bytes()

@@ -22,9 +22,23 @@ pub const FAKE_DIM: usize = 16;
 pub struct FakeEncoder {
     passes: AtomicUsize,
     region_inputs: AtomicUsize,
+    /// Passes still to panic (a bug in a forward pass, for the tests that contain it).
+    panics: AtomicUsize,
 }
 
 impl FakeEncoder {
+    /// The next `n` forward passes panic.
+    pub fn panic_in_next_passes(&self, n: usize) {
+        self.panics.store(n, Ordering::SeqCst);
+    }
+
+    fn forward_pass(&self) {
+        self.passes.fetch_add(1, Ordering::Relaxed);
+        if self.panics.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
+            panic!("FakeEncoder: a forward pass panicked (as asked)");
+        }
+    }
+
     /// Forward passes run so far (global and region).
     pub fn forward_passes(&self) -> usize {
         self.passes.load(Ordering::Relaxed)
@@ -122,12 +136,12 @@ impl Encoder for FakeEncoder {
     }
 
     fn embed_global(&self, inputs: &[Tensor]) -> pixio::Result<Vec<GlobalOutput>> {
-        self.passes.fetch_add(1, Ordering::Relaxed);
+        self.forward_pass();
         inputs.iter().map(|t| Ok(Ok((unit_vector(global(t)?)?, grid(t)?)))).collect()
     }
 
     fn embed_region_grids(&self, inputs: &[Tensor]) -> pixio::Result<Vec<PatchGrid>> {
-        self.passes.fetch_add(1, Ordering::Relaxed);
+        self.forward_pass();
         self.region_inputs.fetch_add(inputs.len(), Ordering::Relaxed);
         inputs.iter().map(grid).collect()
     }

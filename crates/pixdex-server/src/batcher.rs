@@ -4,7 +4,9 @@
 //! at most `max_wait` (or until `max_batch`), drops requests whose caller has gone (a cancelled
 //! call costs no forward pass), and answers each caller through its own channel. While a pass
 //! runs, new requests queue up and form the next batch at once, so under load batches fill
-//! without waiting. How inputs are made, grouped by size and unpacked is the indexer's
+//! without waiting. A forward pass that panics fails its callers' queries (`INTERNAL`) and
+//! the thread goes on; if the thread ever stops, [`QueryBatcher::stopped`] says so (health turns
+//! `NOT_SERVING`) and queries get `UNAVAILABLE`. How inputs are made, grouped by size and unpacked is the indexer's
 //! ([`pixdex_indexer::batch`]); this module only schedules them.
 
 use pixdex_core::PatchGrid;
@@ -56,12 +58,16 @@ pub(crate) struct BatcherCounters {
     pub(crate) forward_passes: AtomicU64,
     /// Inputs per forward pass, for the metrics.
     pub(crate) batch_sizes: crate::metrics::BatchSizes,
+    /// Forward passes that panicked (contained).
+    pub(crate) panics: AtomicU64,
 }
 
 /// Handle to the batching thread (which ends when the last handle is dropped).
 pub(crate) struct QueryBatcher {
     tx: SyncSender<Pending>,
     pub(crate) counters: Arc<BatcherCounters>,
+    /// Closed when the thread ends.
+    stopped: tokio::sync::watch::Receiver<()>,
 }
 
 impl QueryBatcher {
@@ -69,10 +75,19 @@ impl QueryBatcher {
         let (tx, rx) = std::sync::mpsc::sync_channel(config.max_queue.max(1));
         let counters = Arc::new(BatcherCounters::default());
         let thread_counters = counters.clone();
-        std::thread::Builder::new()
-            .name("pixdex-query-encoder".into())
-            .spawn(move || run(&*encoder, &rx, config, &thread_counters))?;
-        Ok(Self { tx, counters })
+        let (alive, stopped) = tokio::sync::watch::channel(());
+        std::thread::Builder::new().name("pixdex-query-encoder".into()).spawn(move || {
+            // Dropped when the thread ends, however it ends.
+            let _alive = alive;
+            run(&*encoder, &rx, config, &thread_counters)
+        })?;
+        Ok(Self { tx, counters, stopped })
+    }
+
+    /// Completes when the encoder thread has stopped (it should not while the server runs).
+    pub(crate) fn stopped(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut stopped = self.stopped.clone();
+        async move { while stopped.changed().await.is_ok() {} }
     }
 
     /// Embeds one image given as its square input(s) ([`pixdex_indexer::inputs::ModelInputs`]'s
@@ -96,13 +111,13 @@ impl QueryBatcher {
             TrySendError::Full(_) => {
                 ServiceError::Unavailable("too many queries waiting for the encoder; retry".into())
             }
-            TrySendError::Disconnected(_) => ServiceError::Internal("the encoder thread stopped".into()),
+            TrySendError::Disconnected(_) => ServiceError::Unavailable("the encoder thread stopped".into()),
         })
     }
 }
 
 fn dropped() -> ServiceError {
-    ServiceError::Internal("the encoder thread dropped a query".into())
+    ServiceError::Internal("the forward pass of this query failed (see the server's log)".into())
 }
 
 fn run(encoder: &dyn Encoder, rx: &Receiver<Pending>, config: BatchingConfig, counters: &BatcherCounters) {
@@ -120,7 +135,13 @@ fn run(encoder: &dyn Encoder, rx: &Receiver<Pending>, config: BatchingConfig, co
         // Inputs of one kind and size go in one pass (the preprocessor gives every square
         // input the same size; region queries come in many grid sizes).
         for group in group_by_size(batch, Pending::pass_key) {
-            embed_group(encoder, group, counters);
+            // A panic is a bug in a pass, not in the thread: its callers' replies are dropped
+            // on the unwind (they get INTERNAL) and the next batch runs.
+            let pass = std::panic::AssertUnwindSafe(|| embed_group(encoder, group, counters));
+            if let Err(panic) = std::panic::catch_unwind(pass) {
+                counters.panics.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(panic = panic_message(&*panic), "a query forward pass panicked; its queries failed");
+            }
         }
     }
 }
@@ -171,6 +192,15 @@ fn answer<T>(
     }
 }
 
+/// The text of a panic's payload.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
+}
+
 /// Where a forward pass over a group completes: counts it (and its images) for the stats.
 fn forward_pass_done(counters: &BatcherCounters, images: usize, elapsed: Duration) {
     counters.forward_passes.fetch_add(1, Ordering::Relaxed);
@@ -214,5 +244,22 @@ mod tests {
         // Squares in one pass, then one region pass per grid size.
         assert_eq!(batcher.counters.forward_passes.load(Ordering::Relaxed), 3);
         assert_eq!(batcher.counters.embeddings.load(Ordering::Relaxed), 5);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panicking_pass_fails_its_queries_and_the_next_ones_succeed() {
+        let fake = Arc::new(FakeEncoder::default());
+        let red = square(&fake, [200, 10, 10], false);
+        let config = BatchingConfig { max_batch: 4, max_wait: Duration::from_millis(1), max_queue: 16 };
+        let batcher = QueryBatcher::start(fake.clone(), config).unwrap();
+        fake.panic_in_next_passes(1);
+        let failed = batcher.embed(red.clone()).await.unwrap_err();
+        assert!(matches!(failed, ServiceError::Internal(_)), "{failed:?}");
+        batcher.embed(red).await.expect("the thread survived");
+        // Counted before the thread took the next query.
+        assert_eq!(batcher.counters.panics.load(Ordering::Relaxed), 1);
+        // The thread is alive: `stopped` has not completed.
+        let stopped = batcher.stopped();
+        assert!(tokio::time::timeout(Duration::from_millis(50), stopped).await.is_err());
     }
 }

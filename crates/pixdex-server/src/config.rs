@@ -2,6 +2,8 @@
 //! jobs may crawl, and the limits.
 
 use std::path::PathBuf;
+
+use crate::access::AccessTokens;
 use std::time::Duration;
 
 /// The server's settings (the CLI builds them from `pixdex serve` flags).
@@ -22,6 +24,32 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Images per forward pass in index jobs.
     pub index_batch_size: usize,
+    /// Concurrent calls one connection may have open (HTTP/2 streams); more wait.
+    pub max_concurrent_streams: u32,
+    /// The longest a call may take to answer (a client's own `grpc-timeout` may be shorter);
+    /// then it gets `CANCELLED`. Streams (job watches, duplicate runs) only need their first
+    /// message within it.
+    pub request_timeout: Duration,
+    /// The tokens calls must carry ([`crate::access`]); `None` serves everyone (for loopback).
+    pub access: Option<AccessTokens>,
+    /// The certificate and key to serve TLS with; `None` is plaintext HTTP/2.
+    pub tls: Option<TlsIdentity>,
+}
+
+/// A PEM certificate chain and its private key.
+#[derive(Clone)]
+pub struct TlsIdentity {
+    /// The certificate chain, leaf first (PEM).
+    pub cert_pem: Vec<u8>,
+    /// The private key (PEM).
+    pub key_pem: Vec<u8>,
+}
+
+impl std::fmt::Debug for TlsIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key.
+        write!(f, "TlsIdentity {{ cert: {} bytes, key: redacted }}", self.cert_pem.len())
+    }
 }
 
 /// How concurrent query embeddings share forward passes.
@@ -45,7 +73,8 @@ impl Default for BatchingConfig {
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 << 20;
 
 impl ServerConfig {
-    /// Defaults for a collection folder: no index roots, 64 MiB messages, 10 s grace.
+    /// Defaults for a collection folder: no index roots, 64 MiB messages, 10 s grace, no tokens,
+    /// no TLS.
     pub fn new(db: impl Into<PathBuf>) -> Self {
         Self {
             db: db.into(),
@@ -55,6 +84,10 @@ impl ServerConfig {
             batching: BatchingConfig::default(),
             shutdown_grace: Duration::from_secs(10),
             index_batch_size: 8,
+            max_concurrent_streams: 128,
+            request_timeout: Duration::from_secs(600),
+            access: None,
+            tls: None,
         }
     }
 }

@@ -12,9 +12,16 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::batcher::panic_message;
 use crate::metrics::Metrics;
 use crate::pb;
 use crate::status::ServiceError;
+
+/// Errors a job keeps (the rest are counted in `failed` only): a library of a million broken
+/// files must not hold a million messages in memory, in every job snapshot.
+const MAX_JOB_ERRORS: usize = 10_000;
+/// Finished jobs the server remembers.
+const MAX_FINISHED_JOBS: usize = 100;
 
 /// One index job: its options, its live status, and how to stop it.
 pub(crate) struct IndexJob {
@@ -44,6 +51,14 @@ struct JobStatus {
     errors: Vec<pb::FileError>,
     removal_withheld: String,
     error: String,
+}
+
+impl JobStatus {
+    fn keep_error(&mut self, error: pb::FileError) {
+        if self.errors.len() < MAX_JOB_ERRORS {
+            self.errors.push(error);
+        }
+    }
 }
 
 impl IndexJob {
@@ -134,12 +149,9 @@ impl IndexJob {
                     s.removed = report.removed as u64;
                     s.removal_withheld = report.removal_withheld.unwrap_or_default();
                     // Crawl errors (unreadable folders) are reported at the end, with the file errors.
-                    s.errors.extend(
-                        report
-                            .unreadable
-                            .into_iter()
-                            .map(|(p, e)| pb::FileError { path: p.display().to_string(), error: e }),
-                    );
+                    for (p, e) in report.unreadable {
+                        s.keep_error(pb::FileError { path: p.display().to_string(), error: e });
+                    }
                 }
                 Err(e) => {
                     s.state = pb::JobState::Failed;
@@ -197,7 +209,8 @@ impl Progress for IndexJob {
                     FileOutcome::Touched => s.touched += 1,
                     FileOutcome::Failed(e) => {
                         s.failed += 1;
-                        s.errors.push(pb::FileError { path: s.current_file.clone(), error: e.clone() });
+                        let error = pb::FileError { path: s.current_file.clone(), error: e.clone() };
+                        s.keep_error(error);
                     }
                 }
             }
@@ -237,6 +250,14 @@ impl IndexJobs {
                 running.id
             )));
         }
+        // Finished jobs beyond the newest MAX_FINISHED_JOBS are forgotten.
+        let finished = list.jobs.iter().filter(|j| j.is_finished()).count();
+        let mut forget = finished.saturating_sub(MAX_FINISHED_JOBS - 1);
+        list.jobs.retain(|j| {
+            let drop = forget > 0 && j.is_finished();
+            forget -= usize::from(drop);
+            !drop
+        });
         list.next += 1;
         let job =
             Arc::new(IndexJob::new(format!("job-{}", list.next), options.crawl.roots.clone(), self.metrics.clone()));
@@ -260,11 +281,16 @@ impl IndexJobs {
         );
         let task = tokio::task::spawn_blocking(move || {
             let _span = span.entered();
-            let result = run_index_job(&collection, &*encoder, &options, &*worker, &worker.cancel);
+            // A panic (a bug) fails the job with its message and frees the slot for the next.
+            let run = std::panic::AssertUnwindSafe(|| {
+                run_index_job(&collection, &*encoder, &options, &*worker, &worker.cancel).map_err(|e| e.to_string())
+            });
+            let result = std::panic::catch_unwind(run)
+                .unwrap_or_else(|panic| Err(format!("the index job panicked: {}", panic_message(&*panic))));
             if let Err(e) = &result {
                 tracing::error!(job = %worker.id, error = %e, "index job failed");
             }
-            worker.finish(result.map_err(|e| e.to_string()));
+            worker.finish(result);
         });
         *job.task.lock() = Some(task);
         list.jobs.push(job.clone());

@@ -8,13 +8,15 @@
 //! answer back), which the CLI's `--server` mode uses too; the one mapping from errors to gRPC
 //! statuses (`status.rs`, exhaustive: bad input is never `INTERNAL`); the query-embedding batcher
 //! that shares forward passes between concurrent queries (`batcher.rs`); index jobs, one at a
-//! time (`jobs.rs`); the RPC layer that spans and counts every call (`rpc.rs`) and the `/metrics`
+//! time (`jobs.rs`); who may call what ([`access`]: bearer tokens with a read or write role,
+//! checked by a layer in front of every service; TLS with rustls); the RPC layer that spans and counts every call (`rpc.rs`) and the `/metrics`
 //! endpoint (`metrics.rs`); and [`serve`], which owns one collection from start to a graceful
 //! shutdown. [`PixdexClient`] talks to it. It does not know how the collection stores things
 //! (that is `pixdex-core`) nor how images become vectors beyond calling the encoder
 //! (`pixdex-indexer`): each handler converts its request, calls them, and converts the answer.
 #![deny(missing_docs)]
 
+pub mod access;
 mod batcher;
 mod client;
 mod config;
@@ -27,7 +29,10 @@ mod serve;
 mod service;
 mod state;
 mod status;
+#[cfg(feature = "test-pki")]
+pub mod test_pki;
 
-pub use client::{ClientError, PixdexClient};
-pub use config::{BatchingConfig, DEFAULT_MAX_MESSAGE_BYTES, ServerConfig};
+pub use access::{AccessTokens, Role, TokenFileError};
+pub use client::{BearerToken, ClientChannel, ClientError, ClientOptions, PixdexClient};
+pub use config::{BatchingConfig, DEFAULT_MAX_MESSAGE_BYTES, ServerConfig, TlsIdentity};
 pub use serve::{ModelLoader, ServeError, Server, serve};

@@ -18,6 +18,7 @@ use tonic::codegen::http::{HeaderMap, Request, Response};
 use tower::{Layer, Service};
 use tracing::Instrument;
 
+use crate::access::is_served_method;
 use crate::metrics::{Metrics, code_name};
 
 /// Adds [`RpcService`] around the routes.
@@ -94,9 +95,6 @@ where
     }
 }
 
-/// Path prefixes of the services the server runs (pixdex's, health, reflection).
-const SERVED_SERVICES: [&str; 3] = ["/pixdex.v1.", "/grpc.health.v1.", "/grpc.reflection."];
-
 /// What is needed to record one call when it ends.
 struct Call {
     metrics: Arc<Metrics>,
@@ -108,11 +106,9 @@ struct Call {
 impl Call {
     fn finish(&mut self, code: Code) {
         let elapsed = self.started.elapsed();
-        // Paths are the client's words: as labels they would grow the metrics without bound. A
-        // method of a service this server runs is answered with something other than
-        // UNIMPLEMENTED (tonic's answer to an unknown path); anything else is `unknown`.
-        let served = SERVED_SERVICES.iter().any(|s| self.method.starts_with(s));
-        let label = if served && code != Code::Unimplemented { self.method.as_str() } else { "unknown" };
+        // Paths are the client's words: as labels they would grow the metrics without bound. Only
+        // the methods this server runs are labels; anything else is `unknown`.
+        let label = if is_served_method(&self.method) { self.method.as_str() } else { "unknown" };
         self.metrics.rpc(label, code, elapsed);
         let duration_ms = elapsed.as_secs_f64() * 1e3;
         self.span.record("code", code_name(code));

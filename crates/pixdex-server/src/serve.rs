@@ -10,8 +10,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic_health::ServingStatus;
 
+use crate::access::AccessLayer;
 use crate::batcher::QueryBatcher;
-use crate::config::ServerConfig;
+use crate::config::{ServerConfig, TlsIdentity};
 use crate::jobs::IndexJobs;
 use crate::metrics::{Metrics, serve_metrics};
 use crate::pb;
@@ -49,6 +50,9 @@ pub enum ServeError {
     /// Reflection could not be built.
     #[error("reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    /// The TLS certificate or key is unusable.
+    #[error("TLS: {0}")]
+    Tls(String),
     /// The metrics registry could not be built.
     #[error("metrics: {0}")]
     Metrics(String),
@@ -67,6 +71,10 @@ impl Server {
     /// Blocking: sled and the HNSW graph load here.
     pub fn open(config: ServerConfig) -> Result<Self, ServeError> {
         let mut config = config;
+        if let Some(tls) = &config.tls {
+            // A bad certificate or key fails here, before the server listens.
+            tls_config(tls)?;
+        }
         for root in &mut config.allowed_roots {
             *root = std::fs::canonicalize(&*root)
                 .map_err(|source| ServeError::AllowedRoot { path: root.clone(), source })?;
@@ -159,10 +167,27 @@ async fn run(
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
-    // The RPC layer is outermost, so that it sees the codes as the client will.
-    let router = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &state.config.tls {
+        builder = tls_config(tls)?;
+    }
+    // Bounds per connection and per call: a client cannot open streams without limit, hold a
+    // dead connection open, or send headers without end.
+    let builder = builder
+        .max_concurrent_streams(Some(state.config.max_concurrent_streams))
+        .timeout(state.config.request_timeout)
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(std::time::Duration::from_secs(20)))
+        .http2_max_header_list_size(Some(64 << 10));
+    if state.config.access.is_none() {
+        tracing::warn!("no token file: every client that can connect may search, upload, delete and index");
+    }
+    // The RPC layer is outermost, so that it sees the codes as the client will (refusals
+    // included); access is checked before any service reads the request.
+    let router = builder
         .layer(RpcLayer::new(metrics))
         .layer(tower::util::MapResponseLayer::new(oversized_as_resource_exhausted))
+        .layer(tower::util::option_layer(state.config.access.clone().map(AccessLayer::new)))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -219,6 +244,16 @@ async fn run(
                         health.set_service_status("", ServingStatus::Serving).await;
                         set_health(&health, ServingStatus::Serving).await;
                         tracing::info!("model loaded; serving");
+                        if let Some(model) = state.model.get() {
+                            // Queries cannot be embedded once the encoder thread is gone: say so.
+                            let (stopped, health) = (model.batcher.stopped(), health.clone());
+                            tokio::spawn(async move {
+                                stopped.await;
+                                tracing::error!("the query encoder thread stopped; health is NOT_SERVING");
+                                health.set_service_status("", ServingStatus::NotServing).await;
+                                set_health(&health, ServingStatus::NotServing).await;
+                            });
+                        }
                     }
                     Ok(Err(e)) => break Some(e),
                     Err(e) => break Some(ServeError::Model(format!("loading task: {e}"))),
@@ -260,6 +295,27 @@ async fn run(
         Some(e) => Err(e),
         None => Ok(()),
     }
+}
+
+/// A server builder that serves TLS with `identity` (handshakes bounded, so that a client that
+/// connects and says nothing does not hold a task).
+fn tls_config(identity: &TlsIdentity) -> Result<tonic::transport::Server, ServeError> {
+    use tonic::transport::{Identity, ServerTlsConfig};
+    let config = ServerTlsConfig::new()
+        .identity(Identity::from_pem(&identity.cert_pem, &identity.key_pem))
+        .timeout(std::time::Duration::from_secs(10));
+    tonic::transport::Server::builder().tls_config(config).map_err(|e| ServeError::Tls(error_chain(&e)))
+}
+
+/// An error and its sources, one line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    text
 }
 
 async fn set_health(health: &tonic_health::server::HealthReporter, status: ServingStatus) {

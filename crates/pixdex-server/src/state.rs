@@ -100,19 +100,22 @@ impl AppState {
         let encoder = model.encoder.clone();
         let permit = self
             .decode_permits
-            .acquire()
+            .clone()
+            .acquire_owned()
             .await
             .map_err(|_| ServiceError::Unavailable("the server is shutting down".into()))?;
+        // The permit travels with the decode: a client that cancels does not free it while the
+        // decode runs on (send-and-cancel loops would otherwise decode without bound). Only
+        // decoding is bounded here: the batcher bounds the rest, and holding the permit through
+        // the forward pass would cap batches at the permit count.
         let (inputs, size) = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let decoded = decode_bytes(&bytes, DecodeLimits::default())?;
             let size = (decoded.image.width(), decoded.image.height());
             Ok::<_, ServiceError>((ModelInputs::of(&*encoder, &decoded, kinds)?, size))
         })
         .await
         .map_err(|e| ServiceError::Internal(format!("decoding task: {e}")))??;
-        // Only decoding is bounded here: the batcher bounds the rest, and holding the permit
-        // through the forward pass would cap batches at the permit count.
-        drop(permit);
         let embedding = model.batcher.embed(inputs.square).await?;
         let region = match inputs.region {
             // The region input goes through the batcher alone (its own size and pass).

@@ -52,14 +52,16 @@ impl From<ServiceError> for Status {
             ServiceError::Collection(c) => match c {
                 C::InvalidVector(_) | C::InvalidQuery(_) => Status::invalid_argument(msg),
                 C::NotFound(_) => Status::not_found(msg),
-                C::ModelMismatch { .. } | C::NoRegionGrids => Status::failed_precondition(msg),
+                C::ModelMismatch { .. } | C::NoRegionGrids | C::NewerSchema { .. } => Status::failed_precondition(msg),
                 C::Locked { .. } | C::Store { .. } | C::Corrupt { .. } | C::Index { .. } | C::Io { .. } => {
                     tracing::error!(error = %msg, "collection error");
                     Status::internal(msg)
                 }
             },
             ServiceError::Decode(d) => match d {
-                DecodeError::Image { .. } | DecodeError::Empty { .. } => Status::invalid_argument(msg),
+                DecodeError::Image { .. } | DecodeError::Empty { .. } | DecodeError::Truncated { .. } => {
+                    Status::invalid_argument(msg)
+                }
                 // Query bytes decode from memory; reading a file failed on the server's side.
                 DecodeError::Io { .. } => Status::internal(msg),
             },

@@ -1,8 +1,9 @@
 //! The arguments of `serve`, and the server config they make.
 
+use anyhow::Context;
 use clap::Args;
 use clap::builder::RangedU64ValueParser;
-use pixdex_server::{BatchingConfig, ServerConfig};
+use pixdex_server::{AccessTokens, BatchingConfig, ServerConfig, TlsIdentity};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -20,8 +21,24 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub model: ModelArgs,
     /// Address to listen on; `127.0.0.1:0` picks a free port (the address is printed once bound).
+    /// An address other clients can reach needs `--token-file`.
     #[arg(long, default_value = "127.0.0.1:50051", value_name = "ADDR")]
     pub listen: String,
+    /// Require a token on every call but health checks: a file of `read TOKEN` and
+    /// `write TOKEN` lines (`#` starts a comment; write also allows reading; make a token with
+    /// `openssl rand -hex 24`). Clients pass it with `--token` or `PIXDEX_TOKEN`.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Listen on a non-loopback address without `--token-file`: anyone who can connect may then
+    /// search, upload, delete and run index jobs.
+    #[arg(long)]
+    pub insecure_no_auth: bool,
+    /// Serve TLS with this certificate chain (PEM, leaf first); clients then use `https://`.
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of `--tls-cert` (PEM).
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// Also serve Prometheus metrics at `http://ADDR/metrics` (requests by method and status,
     /// latencies, query-encoder batches, index jobs, collection size); off by default. Port 0
     /// picks a free port (the address is printed once bound).
@@ -77,9 +94,37 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
-    /// The `--…` flags as the server's config (validated by clap's ranges).
+    /// The `--…` flags as the server's config (validated by clap's ranges). Refuses to serve a
+    /// non-loopback address without tokens unless `--insecure-no-auth` says so.
     pub fn config(&self) -> anyhow::Result<ServerConfig> {
         let mut config = ServerConfig::new(self.db.dir()?);
+        if let Some(path) = &self.token_file {
+            warn_if_others_can_read(path);
+            config.access = Some(AccessTokens::load(path)?);
+        }
+        if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
+            let read = |path: &PathBuf, flag: &str| {
+                std::fs::read(path).with_context(|| format!("reading {flag} {}", path.display()))
+            };
+            config.tls = Some(TlsIdentity { cert_pem: read(cert, "--tls-cert")?, key_pem: read(key, "--tls-key")? });
+        }
+        let exposed = !listens_on_loopback_only(&self.listen)?;
+        if exposed && config.access.is_none() {
+            anyhow::ensure!(
+                self.insecure_no_auth,
+                "refusing to listen on {} without --token-file: anyone who could connect could search, upload, \
+                 delete and index. Give a token file (lines `read TOKEN` / `write TOKEN`), listen on 127.0.0.1, \
+                 or pass --insecure-no-auth to serve without tokens anyway",
+                self.listen
+            );
+            tracing::warn!(listen = %self.listen, "--insecure-no-auth: serving a non-loopback address without tokens");
+        }
+        if exposed && config.access.is_some() && config.tls.is_none() {
+            tracing::warn!(
+                listen = %self.listen,
+                "tokens and photos travel in clear text on a non-loopback address without --tls-cert/--tls-key"
+            );
+        }
         config.allowed_roots = self.allow_roots.clone();
         config.allow_follow_symlinks = self.allow_follow_symlinks;
         config.max_message_bytes = self.max_message_mb << 20;
@@ -92,4 +137,30 @@ impl ServeArgs {
         config.shutdown_grace = Duration::from_secs(self.shutdown_grace_s);
         Ok(config)
     }
+}
+
+/// Whether every address `listen` resolves to is a loopback address (only this machine can
+/// connect).
+pub(super) fn listens_on_loopback_only(listen: &str) -> anyhow::Result<bool> {
+    use std::net::ToSocketAddrs;
+    let addrs: Vec<_> = listen.to_socket_addrs().with_context(|| format!("--listen {listen}"))?.collect();
+    Ok(!addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback()))
+}
+
+/// A token file others can read gives their tokens away.
+fn warn_if_others_can_read(path: &std::path::Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            tracing::warn!(
+                path = %path.display(),
+                "the token file can be read by other users (chmod 600 it)"
+            );
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
 }

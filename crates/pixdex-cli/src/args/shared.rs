@@ -86,9 +86,29 @@ pub struct ServerArgs {
     /// folders on the server's machine (inside its `--allow-root` folders).
     #[arg(long, env = "PIXDEX_SERVER", value_name = "URL")]
     pub server: Option<String>,
+    /// The token for a server started with `--token-file` (sent as `authorization: Bearer`).
+    /// Prefer the environment variable: a command line is visible to other users.
+    #[arg(long, env = "PIXDEX_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    pub token: Option<String>,
+    /// For an `https://` server whose certificate a private CA signed (or a self-signed one):
+    /// trust only this CA certificate (PEM) instead of the system's roots.
+    #[arg(long, env = "PIXDEX_CA", value_name = "PEM")]
+    pub ca: Option<PathBuf>,
 }
 
 impl ServerArgs {
+    /// The server to go through and how to reach it, if `--server` is given.
+    pub fn remote(&self) -> anyhow::Result<Option<crate::remote::Remote>> {
+        use anyhow::Context;
+        let Some(url) = self.url() else { return Ok(None) };
+        let ca_pem = match &self.ca {
+            Some(path) => Some(std::fs::read(path).with_context(|| format!("reading --ca {}", path.display()))?),
+            None => None,
+        };
+        let options = pixdex_server::ClientOptions { token: self.token.clone(), ca_pem };
+        Ok(Some(crate::remote::Remote { url, options }))
+    }
+
     /// The server URL, with `http://` added when no scheme is given.
     pub fn url(&self) -> Option<String> {
         self.server.as_deref().map(|s| if s.contains("://") { s.to_string() } else { format!("http://{s}") })

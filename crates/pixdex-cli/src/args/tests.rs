@@ -91,10 +91,10 @@ fn dedup_options_parse_and_conflict() {
 
 #[test]
 fn server_url_gets_a_scheme_when_it_has_none() {
-    let url = |s: &str| ServerArgs { server: Some(s.into()) }.url();
+    let url = |s: &str| ServerArgs { server: Some(s.into()), token: None, ca: None }.url();
     assert_eq!(url("127.0.0.1:50051").as_deref(), Some("http://127.0.0.1:50051"));
     assert_eq!(url("https://pixdex.example:443").as_deref(), Some("https://pixdex.example:443"));
-    assert_eq!(ServerArgs { server: None }.url(), None);
+    assert_eq!(ServerArgs { server: None, token: None, ca: None }.url(), None);
 }
 
 #[test]

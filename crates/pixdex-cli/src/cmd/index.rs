@@ -140,8 +140,8 @@ impl Summary {
 }
 
 pub fn run(args: IndexArgs) -> anyhow::Result<ExitCode> {
-    match args.collection.server.url() {
-        Some(url) => remote::runtime()?.block_on(index_served(&args, &url)),
+    match args.collection.server.remote()? {
+        Some(remote) => remote::runtime()?.block_on(index_served(&args, &remote)),
         None => index_offline(&args),
     }
 }
@@ -228,13 +228,13 @@ fn is_final(state: pb::JobState) -> bool {
 
 /// Starts a job in the server and watches it to its end. Ctrl-C asks the server to stop after the
 /// batch in flight and keeps watching; a second Ctrl-C stops watching at once.
-async fn index_served(args: &IndexArgs, url: &str) -> anyhow::Result<ExitCode> {
+async fn index_served(args: &IndexArgs, remote: &remote::Remote) -> anyhow::Result<ExitCode> {
     let mut options = args.options();
     options.crawl.roots = args.roots.iter().map(|r| absolute_root(r)).collect::<anyhow::Result<Vec<_>>>()?;
     let request = pb::StartIndexJobRequest::from(IndexJobRequest::from_options(&options)?);
     // Listen before the job starts, so that no Ctrl-C falls between start and watch.
     let mut interrupts = remote::Interrupts::listen()?;
-    let mut client = remote::connect_ready(url).await?;
+    let mut client = remote::connect_ready(remote).await?;
     let mut job = client
         .index
         .start_index_job(request)
@@ -303,7 +303,7 @@ async fn index_served(args: &IndexArgs, url: &str) -> anyhow::Result<ExitCode> {
         cancelled: job.state() == pb::JobState::Cancelled,
         unreadable: view.unreadable,
         removal_withheld,
-        collection: (url.to_string(), images),
+        collection: (remote.url.clone(), images),
     };
     summary.print();
     Ok(summary.exit_code())

@@ -43,8 +43,8 @@ impl RegionResult {
 }
 
 pub fn run(args: RegionArgs) -> anyhow::Result<ExitCode> {
-    let results = match args.collection.server.url() {
-        Some(url) => remote::runtime()?.block_on(search_served(&args, &url))?,
+    let results = match args.collection.server.remote()? {
+        Some(remote) => remote::runtime()?.block_on(search_served(&args, &remote))?,
         None => search_offline(&args)?,
     };
     print_results(&results, args.json, |r| {
@@ -69,9 +69,9 @@ fn search_offline(args: &RegionArgs) -> anyhow::Result<Vec<RegionResult>> {
 }
 
 /// Sends the file's bytes and the box; the server decodes, cuts and embeds them.
-async fn search_served(args: &RegionArgs, url: &str) -> anyhow::Result<Vec<RegionResult>> {
+async fn search_served(args: &RegionArgs, remote: &remote::Remote) -> anyhow::Result<Vec<RegionResult>> {
     let bytes = std::fs::read(&args.image).with_context(|| format!("reading {}", args.image.display()))?;
-    let mut client = remote::connect_ready(url).await?;
+    let mut client = remote::connect_ready(remote).await?;
     let query = RegionSearch {
         source: RegionSource::Image(bytes),
         region: args.region,

@@ -31,8 +31,8 @@ impl From<SimilarHit> for SearchResult {
 }
 
 pub fn run(args: SearchArgs) -> anyhow::Result<ExitCode> {
-    let results = match args.collection.server.url() {
-        Some(url) => remote::runtime()?.block_on(search_served(&args, &url))?,
+    let results = match args.collection.server.remote()? {
+        Some(remote) => remote::runtime()?.block_on(search_served(&args, &remote))?,
         None => search_offline(&args)?,
     };
     print_results(&results, args.json, |r| format!("{:.4}\t{}\t{}", r.score, r.id, r.path))?;
@@ -63,11 +63,11 @@ fn search_offline(args: &SearchArgs) -> anyhow::Result<Vec<SearchResult>> {
 }
 
 /// Sends the file's bytes; the server decodes and embeds them with the collection's model.
-async fn search_served(args: &SearchArgs, url: &str) -> anyhow::Result<Vec<SearchResult>> {
+async fn search_served(args: &SearchArgs, remote: &remote::Remote) -> anyhow::Result<Vec<SearchResult>> {
     // The server bounds k from above; 0 would mean its default.
     anyhow::ensure!(args.k > 0, "-k must be at least 1");
     let bytes = std::fs::read(&args.image).with_context(|| format!("reading {}", args.image.display()))?;
-    let mut client = remote::connect_ready(url).await?;
+    let mut client = remote::connect_ready(remote).await?;
     let query = SearchQuery {
         source: SearchSource::Image(bytes),
         k: args.k,

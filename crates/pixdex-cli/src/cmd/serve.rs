@@ -12,7 +12,7 @@ use crate::args::ServeArgs;
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let config = args.config()?;
-    // Open the device now: a typo or a missing GPU fails before the server listens.
+    let scheme = if config.tls.is_some() { "https" } else { "http" };
     // Open the device now: a typo or a missing GPU fails before the server listens.
     args.model.device()?;
     let model = args.model;
@@ -42,7 +42,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             None => server,
         };
         let shutdown = shutdown_signal()?;
-        eprintln!("listening on http://{addr}");
+        eprintln!("listening on {scheme}://{addr}");
         server.serve(listener, loader, shutdown).await.with_context(|| format!("serving collection {}", db.display()))
     })?;
     tracing::info!("stopped");

@@ -12,8 +12,8 @@ use crate::args::StatsArgs;
 use crate::remote;
 
 pub fn run(args: StatsArgs) -> anyhow::Result<ExitCode> {
-    let stats = match args.server.url() {
-        Some(url) => remote::runtime()?.block_on(served_stats(&url))?,
+    let stats = match args.server.remote()? {
+        Some(remote) => remote::runtime()?.block_on(served_stats(&remote))?,
         None => offline_stats(&args)?,
     };
     if args.json {
@@ -49,8 +49,8 @@ fn offline_stats(args: &StatsArgs) -> anyhow::Result<serde_json::Value> {
 }
 
 /// The offline keys where the server reports the same thing, then what only a server knows.
-async fn served_stats(url: &str) -> anyhow::Result<serde_json::Value> {
-    let mut client = remote::connect(url).await?;
+async fn served_stats(remote: &remote::Remote) -> anyhow::Result<serde_json::Value> {
+    let mut client = remote::connect(remote).await?;
     let stats = client
         .collection
         .get_stats(pb::GetStatsRequest {})
@@ -77,7 +77,7 @@ async fn served_stats(url: &str) -> anyhow::Result<serde_json::Value> {
         running_job_id,
     } = stats;
     Ok(serde_json::json!({
-        "server": url,
+        "server": remote.url,
         "images": images,
         "embedded": vectors,
         "failed": failed,

@@ -57,6 +57,45 @@ pub(crate) fn corrupt(what: &str, reason: impl ToString) -> Error {
     Error::Corrupt { what: what.to_string(), reason: reason.to_string() }
 }
 
+/// Refuses a layout newer than this build's; records the current one on an older (or new)
+/// collection. Version 1 is the layout collections had before the version was recorded, so
+/// there is nothing to migrate yet.
+fn check_schema_version(dir: &Path, meta: &sled::Tree) -> Result<()> {
+    let err = store_err(dir);
+    let found = match meta.get(schema::META_SCHEMA_VERSION).map_err(&err)? {
+        Some(v) => u32::from_be_bytes(v.as_ref().try_into().map_err(|_| corrupt("schema_version", "not a u32"))?),
+        None => 0,
+    };
+    if found > schema::SCHEMA_VERSION {
+        return Err(Error::NewerSchema { path: dir.to_path_buf(), found, supported: schema::SCHEMA_VERSION });
+    }
+    if found < schema::SCHEMA_VERSION {
+        meta.insert(schema::META_SCHEMA_VERSION, &schema::SCHEMA_VERSION.to_be_bytes()).map_err(&err)?;
+    }
+    Ok(())
+}
+
+/// Temporary files and folders a crashed process left mid-save (`hnsw.tmp-PID`,
+/// `hnsw.old-PID`, `region_index.tmp-PID`): never read, only in the way. Ours (this process's
+/// PID) may belong to a save in progress and stay.
+fn remove_stale_temporaries(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let ours = format!("-{}", std::process::id());
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let stale = ["hnsw.tmp-", "hnsw.old-", "region_index.tmp-"].iter().any(|p| name.starts_with(p))
+            && !name.ends_with(&ours);
+        if stale {
+            let path = entry.path();
+            let removed = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+            match removed {
+                Ok(()) => tracing::info!(path = %path.display(), "removed a temporary left by an interrupted save"),
+                Err(e) => tracing::warn!(path = %path.display(), error = %e, "cannot remove a stale temporary"),
+            }
+        }
+    }
+}
+
 impl Collection {
     /// Opens the collection in `dir`, creating it pinned to `config` if it does not exist. An
     /// existing collection built with another model or embedding is a [`Error::ModelMismatch`].
@@ -103,6 +142,8 @@ impl Collection {
             tree(schema::REGIONS)?,
             tree(schema::META)?,
         );
+        check_schema_version(dir, &meta)?;
+        remove_stale_temporaries(dir);
         let stored: Option<CollectionConfig> = match meta.get(schema::META_CONFIG).map_err(&err)? {
             Some(bytes) => Some(serde_json::from_slice(&bytes).map_err(|e| corrupt("config", e))?),
             None => None,

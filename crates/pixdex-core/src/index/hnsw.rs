@@ -63,6 +63,11 @@ struct State {
     /// The calibrated beam width and the live count it was measured at (absent in old states).
     #[serde(default)]
     search_ef: Option<(usize, usize)>,
+    /// Every dump file's name, size and BLAKE3 hash (hex), checked before hnsw_rs reads them: it
+    /// panics on a truncated file, which would make every open crash. Absent in states written
+    /// before the check: such a dump is rebuilt once.
+    #[serde(default)]
+    files: Option<Vec<(String, u64, String)>>,
 }
 
 /// Recall@10 the default beam width is chosen to reach.
@@ -274,7 +279,9 @@ impl HnswIndex {
         members.sort_unstable();
         let mut tombstones: Vec<u64> = self.table.entries().filter(|(_, live)| !live).map(|(id, _)| id).collect();
         tombstones.sort_unstable();
-        let state = State { generation, dim: self.dim(), basename, members, tombstones, search_ef: self.search_ef };
+        let files = Some(dump_files(&tmp)?);
+        let state =
+            State { generation, dim: self.dim(), basename, members, tombstones, search_ef: self.search_ef, files };
         let state_path = tmp.join("state.json");
         let json = serde_json::to_vec(&state).expect("state serialises");
         std::fs::write(&state_path, json).map_err(io_err(&state_path))?;
@@ -285,6 +292,8 @@ impl HnswIndex {
             std::fs::rename(&final_dir, &old).map_err(io_err(&final_dir))?;
         }
         std::fs::rename(&tmp, &final_dir).map_err(io_err(&final_dir))?;
+        // The renames are durable once the folder holding them is.
+        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))?;
         let _ = std::fs::remove_dir_all(&old);
         Ok(())
     }
@@ -293,6 +302,18 @@ impl HnswIndex {
     pub(crate) fn load(dir: &Path) -> Option<(Self, u64)> {
         let path = dir.join("hnsw");
         let state: State = serde_json::from_slice(&std::fs::read(path.join("state.json")).ok()?).ok()?;
+        match &state.files {
+            None => {
+                tracing::info!(path = %path.display(), "HNSW index without checksums (older version); rebuilding");
+                return None;
+            }
+            Some(files) => {
+                if let Err(problem) = check_dump_files(&path, files) {
+                    tracing::warn!(path = %path.display(), problem, "damaged HNSW index; rebuilding");
+                    return None;
+                }
+            }
+        }
         let graph = if state.basename.is_empty() {
             Hnsw::new(MAX_CONNECTIONS, 1024, MAX_LAYERS, ef_construction(state.dim), CosineDistance)
         } else {
@@ -331,6 +352,51 @@ impl HnswIndex {
     pub(crate) fn dim(&self) -> usize {
         self.table.dim()
     }
+}
+
+/// Name, size and BLAKE3 hash of every file in a dump folder (but the state).
+fn dump_files(dir: &Path) -> Result<Vec<(String, u64, String)>> {
+    let io_err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| Error::Io { path, source }
+    };
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io_err(dir))? {
+        let path = entry.map_err(io_err(dir))?.path();
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        if name == "state.json" {
+            continue;
+        }
+        let (size, hash) = hash_file(&path).map_err(io_err(&path))?;
+        files.push((name, size, hash));
+    }
+    files.sort();
+    Ok(files)
+}
+
+fn hash_file(path: &Path) -> std::io::Result<(u64, String)> {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update_reader(std::fs::File::open(path)?)?;
+    Ok((hasher.count(), hasher.finalize().to_hex().to_string()))
+}
+
+/// Whether the dump files are the ones the state lists, byte for byte.
+fn check_dump_files(dir: &Path, files: &[(String, u64, String)]) -> std::result::Result<(), String> {
+    for (name, size, hash) in files {
+        if name.contains('/') || name.contains("..") {
+            return Err(format!("bad file name {name:?}"));
+        }
+        let path = dir.join(name);
+        let actual = std::fs::metadata(&path).map_err(|e| format!("{name}: {e}"))?.len();
+        if actual != *size {
+            return Err(format!("{name} has {actual} bytes, {size} were written"));
+        }
+        let (_, actual) = hash_file(&path).map_err(|e| format!("{name}: {e}"))?;
+        if actual != *hash {
+            return Err(format!("{name} differs from what was written (checksum)"));
+        }
+    }
+    Ok(())
 }
 
 fn sync_dir_files(dir: &Path) -> Result<()> {
@@ -427,5 +493,37 @@ mod tests {
         assert_eq!((generation, back.search_ef(), back.live_len(), back.contains(3)), (9, ef, index.live_len(), false));
         let (id, v) = &vectors(1, 500, dim)[499];
         assert_eq!(back.search_where(v, 1, ef, None)[0].0, *id);
+    }
+
+    #[test]
+    fn a_truncated_or_altered_dump_is_refused_before_hnsw_rs_reads_it() {
+        let dim = 16;
+        let mut index = HnswIndex::new(dim, 0);
+        index.insert(&vectors(1, 300, dim));
+        index.freeze();
+        let dir = tempfile::tempdir().unwrap();
+        index.save(dir.path(), 4).unwrap();
+        assert!(HnswIndex::load(dir.path()).is_some());
+        let hnsw = dir.path().join("hnsw");
+        let mut dumps: Vec<PathBuf> = std::fs::read_dir(&hnsw)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| !p.ends_with("state.json"))
+            .collect();
+        dumps.sort();
+        assert_eq!(dumps.len(), 2, "{dumps:?}");
+        for dump in &dumps {
+            let whole = std::fs::read(dump).unwrap();
+            // Cut to a third (hnsw_rs would panic on it), then one byte flipped at the same size.
+            std::fs::write(dump, &whole[..whole.len() / 3]).unwrap();
+            assert!(HnswIndex::load(dir.path()).is_none(), "{}", dump.display());
+            let mut flipped = whole.clone();
+            let at = whole.len() / 2;
+            flipped[at] ^= 0x40;
+            std::fs::write(dump, &flipped).unwrap();
+            assert!(HnswIndex::load(dir.path()).is_none(), "{}", dump.display());
+            std::fs::write(dump, &whole).unwrap();
+            assert!(HnswIndex::load(dir.path()).is_some());
+        }
     }
 }

@@ -104,3 +104,63 @@ fn wrong_dimension_is_rejected() {
         Err(Error::InvalidVector(_))
     ));
 }
+
+#[test]
+fn a_collection_whose_hnsw_dump_was_cut_short_opens_and_rebuilds_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = rng(7);
+    let vectors: Vec<_> = (0..40).map(|_| random_unit(&mut r, 8)).collect();
+    let ids = {
+        let c = Collection::open_or_create(dir.path(), &config(8)).unwrap();
+        let images = vectors.iter().enumerate().map(|(i, v)| image(&format!("/p/{i}.jpg"), i as u8, Some(v.clone())));
+        let ids = c.commit(images.collect(), &[]).unwrap();
+        c.flush().unwrap();
+        ids
+    };
+    // A crash or a full disk left the graph's dump half-written.
+    for entry in std::fs::read_dir(dir.path().join("hnsw")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "data") {
+            let bytes = std::fs::read(&path).unwrap();
+            std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+        }
+    }
+    let c = Collection::open(dir.path()).expect("opens: the damaged dump is rebuilt from sled");
+    for (id, v) in ids.iter().zip(&vectors) {
+        let hits = c.search_similar(v, &SimilarQuery { k: 1, ..Default::default() }).unwrap();
+        assert_eq!(hits[0].hit.id, *id);
+    }
+}
+
+#[test]
+fn the_layout_version_is_recorded_and_a_newer_one_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(Collection::open_or_create(dir.path(), &config(8)).unwrap());
+    // Another process wrote a newer layout (sled itself is opened directly, as a newer pixdex would).
+    {
+        let db = sled::open(dir.path().join("db")).unwrap();
+        let meta = db.open_tree("meta").unwrap();
+        let recorded = meta.get("schema_version").unwrap().expect("recorded at creation");
+        assert_eq!(recorded.as_ref(), pixdex_core::SCHEMA_VERSION.to_be_bytes());
+        meta.insert("schema_version", &(pixdex_core::SCHEMA_VERSION + 1).to_be_bytes()).unwrap();
+        db.flush().unwrap();
+    }
+    let e = Collection::open(dir.path()).err().expect("refused");
+    assert!(matches!(e, Error::NewerSchema { .. }), "{e}");
+    assert!(e.to_string().contains("newer pixdex"), "{e}");
+}
+
+#[test]
+fn temporaries_of_an_interrupted_save_are_removed_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(Collection::open_or_create(dir.path(), &config(8)).unwrap());
+    let stale = [dir.path().join("hnsw.tmp-999999999"), dir.path().join("hnsw.old-999999999")];
+    for d in &stale {
+        std::fs::create_dir_all(d).unwrap();
+        std::fs::write(d.join("x.hnsw.data"), b"half").unwrap();
+    }
+    std::fs::write(dir.path().join("region_index.tmp-999999999"), b"half").unwrap();
+    drop(Collection::open(dir.path()).unwrap());
+    assert!(stale.iter().all(|d| !d.exists()));
+    assert!(!dir.path().join("region_index.tmp-999999999").exists());
+}

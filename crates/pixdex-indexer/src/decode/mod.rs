@@ -6,6 +6,7 @@ use image::{DynamicImage, ImageDecoder, ImageReader};
 use std::io::{BufRead, Cursor, Seek};
 use std::path::{Path, PathBuf};
 
+mod jpeg_end;
 mod scaled_jpeg;
 
 /// Why an image could not be decoded.
@@ -26,6 +27,13 @@ pub enum DecodeError {
         what: String,
         /// The decoder's reason.
         source: image::ImageError,
+    },
+    /// A JPEG that ends before its end-of-image marker (cut short in a copy or an upload): the
+    /// decoder would fill the missing rows with grey.
+    #[error("{what} is truncated: the JPEG ends before its end-of-image marker")]
+    Truncated {
+        /// The file path, or `bytes`.
+        what: String,
     },
     /// The image has no pixels.
     #[error("{what} has zero width or height")]
@@ -76,21 +84,33 @@ pub struct MinSize {
 /// that size is decoded at 1/2, 1/4 or 1/8 scale in the DCT (still covering `min`), anything
 /// else in full. Boxes and records use [`DecodedImage::full_size`].
 pub fn decode_bytes_at_least(bytes: &[u8], limits: DecodeLimits, min: MinSize) -> Result<DecodedImage, DecodeError> {
+    check_whole(bytes, "bytes")?;
     match scaled_jpeg::decode(bytes, limits, min) {
         Some(decoded) => Ok(decoded),
-        None => decode_bytes(bytes, limits),
+        None => decode_reader(ImageReader::new(Cursor::new(bytes)), limits, "bytes"),
     }
 }
 
 /// Decodes a file.
 pub fn decode_path(path: &Path, limits: DecodeLimits) -> Result<DecodedImage, DecodeError> {
-    let reader = ImageReader::open(path).map_err(|source| DecodeError::Io { path: path.to_path_buf(), source })?;
-    decode_reader(reader, limits, &path.display().to_string())
+    let bytes = std::fs::read(path).map_err(|source| DecodeError::Io { path: path.to_path_buf(), source })?;
+    let what = path.display().to_string();
+    check_whole(&bytes, &what)?;
+    decode_reader(ImageReader::new(Cursor::new(bytes)), limits, &what)
 }
 
 /// Decodes in-memory bytes (an upload).
 pub fn decode_bytes(bytes: &[u8], limits: DecodeLimits) -> Result<DecodedImage, DecodeError> {
+    check_whole(bytes, "bytes")?;
     decode_reader(ImageReader::new(Cursor::new(bytes)), limits, "bytes")
+}
+
+/// A JPEG must reach its end marker (other formats' decoders fail on a cut file themselves).
+fn check_whole(bytes: &[u8], what: &str) -> Result<(), DecodeError> {
+    if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) && !jpeg_end::reaches_end_marker(bytes) {
+        return Err(DecodeError::Truncated { what: what.to_string() });
+    }
+    Ok(())
 }
 
 fn decode_reader<R: BufRead + Seek>(
@@ -148,6 +168,21 @@ mod tests {
         assert!(decode_path(&empty, DecodeLimits::default()).is_err());
         let bytes = png_bytes(40, 40);
         assert!(decode_bytes(&bytes[..bytes.len() / 2], DecodeLimits::default()).is_err());
+        // A JPEG cut to a third decodes (grey rows) unless it is checked: refused everywhere.
+        let jpeg =
+            std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/pixio/images/photo.jpg"))
+                .unwrap();
+        let cut = &jpeg[..jpeg.len() / 3];
+        let min = MinSize { long: 16, short: 16 };
+        for result in
+            [decode_bytes(cut, DecodeLimits::default()), decode_bytes_at_least(cut, DecodeLimits::default(), min)]
+        {
+            assert!(matches!(result, Err(DecodeError::Truncated { .. })), "{:?}", result.map(|d| d.full_size));
+        }
+        let file = dir.path().join("cut.jpg");
+        std::fs::write(&file, cut).unwrap();
+        let e = decode_path(&file, DecodeLimits::default()).unwrap_err();
+        assert!(e.to_string().contains("cut.jpg is truncated"), "{e}");
         assert!(decode_bytes(b"not an image at all", DecodeLimits::default()).is_err());
         assert!(matches!(
             decode_path(&dir.path().join("missing.png"), DecodeLimits::default()),

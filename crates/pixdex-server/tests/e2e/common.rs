@@ -1,7 +1,7 @@
 //! The test server and generated image libraries.
 
 use pixdex_indexer::encoder::{Encoder, PixioEncoder};
-use pixdex_server::{ModelLoader, PixdexClient, ServeError, Server, ServerConfig, pb};
+use pixdex_server::{ClientOptions, ModelLoader, PixdexClient, ServeError, Server, ServerConfig, pb};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -110,7 +110,18 @@ impl TestServer {
     }
 
     pub async fn start_in(dir: tempfile::TempDir, config: ServerConfig, loader: ModelLoader, wait: bool) -> Self {
-        Self::start_serving(dir, config, loader, wait, None).await
+        Self::start_serving(dir, config, loader, wait, None, ClientOptions::default()).await
+    }
+
+    /// [`Self::start`] with `configure` setting tokens or TLS, and a client that connects with
+    /// `options` (to `https://127.0.0.1:…` when the config has TLS).
+    pub async fn start_secured(configure: impl FnOnce(&mut ServerConfig), options: ClientOptions) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("library")).unwrap();
+        let mut config = ServerConfig::new(dir.path().join("db"));
+        config.allowed_roots = vec![dir.path().join("library")];
+        configure(&mut config);
+        Self::start_serving(dir, config, tiny_loader(), true, None, options).await
     }
 
     /// [`Self::start`], also serving `/metrics` on a free loopback port (`pixdex serve
@@ -122,7 +133,7 @@ impl TestServer {
         std::fs::create_dir_all(dir.path().join("library")).unwrap();
         let mut config = ServerConfig::new(dir.path().join("db"));
         config.allowed_roots = vec![dir.path().join("library")];
-        (Self::start_serving(dir, config, tiny_loader(), true, Some(metrics)).await, addr)
+        (Self::start_serving(dir, config, tiny_loader(), true, Some(metrics), ClientOptions::default()).await, addr)
     }
 
     async fn start_serving(
@@ -131,9 +142,11 @@ impl TestServer {
         loader: ModelLoader,
         wait: bool,
         metrics: Option<TcpListener>,
+        options: ClientOptions,
     ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
+        let scheme = if config.tls.is_some() { "https" } else { "http" };
+        let url = format!("{scheme}://{}", listener.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
         let shutdown = async {
             stopped.await.ok();
@@ -146,7 +159,7 @@ impl TestServer {
             };
             server.serve(listener, loader, shutdown).await
         });
-        let mut client = PixdexClient::connect(&url).await.expect("server reachable");
+        let mut client = PixdexClient::connect_with(&url, &options).await.expect("server reachable");
         if wait {
             client.wait_ready(PATIENCE).await.expect("server ready");
         }

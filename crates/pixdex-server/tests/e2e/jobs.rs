@@ -116,3 +116,41 @@ async fn shutdown_mid_job_stores_the_batch_in_flight_and_flushes() {
     let ids: HashSet<_> = collection.records().map(|r| r.unwrap().0).collect();
     assert_eq!(ids.len() as u64, last.embedded + last.failed);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_panic_in_an_index_job_fails_it_and_frees_the_slot() {
+    use pixdex_indexer::encoder::Encoder;
+    use pixdex_indexer::testing::FakeEncoder;
+    use std::sync::Arc;
+    let fake = Arc::new(FakeEncoder::default());
+    let encoder = fake.clone();
+    let loader: pixdex_server::ModelLoader = Box::new(move |_| Ok(encoder as Arc<dyn Encoder>));
+    let mut server = TestServer::start_with(|_| {}, loader, true).await;
+    make_library(&server.library(), 4);
+    fake.panic_in_next_passes(1);
+    let failed = server.index_library().await;
+    let failed = failed.last().unwrap();
+    assert_eq!(failed.state(), pb::JobState::Failed, "{failed:?}");
+    assert!(failed.error.contains("panicked") && failed.error.contains("as asked"), "{}", failed.error);
+    // The next job runs (the slot is free) and stores everything.
+    let next = server.index_library().await;
+    let next = next.last().unwrap();
+    assert_eq!(next.state(), pb::JobState::Succeeded, "{next:?}");
+    assert_eq!(next.embedded + next.unchanged, 4, "{next:?}");
+    // Queries still embed: the query encoder is a thread of its own, and a panicking query pass
+    // fails only its own query.
+    let png = png_bytes(&picture(1, 64, 64));
+    fake.panic_in_next_passes(1);
+    let e = server.client.search.search(image_query(png.clone(), 1)).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::Internal, "{e:?}");
+    server.client.search.search(image_query(png, 1)).await.unwrap();
+    let health = server
+        .client
+        .health
+        .check(tonic_health::pb::HealthCheckRequest { service: String::new() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(health.status(), tonic_health::pb::health_check_response::ServingStatus::Serving);
+    server.stop().await.unwrap();
+}

@@ -1,6 +1,7 @@
 //! End-to-end tests: the real server on an ephemeral loopback port, the tiny fixture model, a
 //! real sled collection, and the generated gRPC clients.
 
+mod access;
 mod common;
 mod dedup;
 mod errors;

@@ -174,8 +174,8 @@ pub fn run(args: DedupArgs) -> anyhow::Result<ExitCode> {
         keeper_rule: args.keep.clone(),
     };
     let searching = bar(args.quiet, "{msg} {bar:30} {pos}/{len}, eta {eta}")?;
-    let (groups, source) = match args.server.url() {
-        Some(url) => (served::find_groups(&url, &options, &cancel, &searching)?, url),
+    let (groups, source) = match args.server.remote()? {
+        Some(remote) => (served::find_groups(&remote, &options, &cancel, &searching)?, remote.url),
         None => {
             let db = args.db.dir()?;
             let collection = Collection::open(&db).with_context(|| format!("opening collection {}", db.display()))?;

@@ -14,13 +14,13 @@ use crate::remote;
 /// Runs the search on the server. Returns what was found when `cancel` is set (dropping the stream
 /// cancels the work on the server).
 pub(super) fn find_groups(
-    url: &str,
+    remote: &remote::Remote,
     options: &DedupOptions,
     cancel: &AtomicBool,
     progress: &ProgressBar,
 ) -> anyhow::Result<Vec<DuplicateGroup>> {
     remote::runtime()?.block_on(async {
-        let mut client = remote::connect_ready(url).await?;
+        let mut client = remote::connect_ready(remote).await?;
         let request = pb::FindDuplicatesRequest::from(options);
         let mut stream = client
             .dedup
