@@ -38,6 +38,9 @@ pub struct Collection {
     region_reduction: RwLock<Option<Arc<RegionReduction>>>,
     /// Serialises fitting the region reduction.
     region_fit: Mutex<()>,
+    /// Held by a commit from its first read to its graph insert, and by a flush while it saves
+    /// the graph ([`Collection::commit`]).
+    pub(crate) commit_lock: Mutex<()>,
     /// Stage 1 of region search, built on the first region query.
     pub(crate) region_index: Mutex<Option<PatchIvf>>,
     /// Every record in RAM, once [`Collection::cache_records`] was called (a server does): a
@@ -181,6 +184,7 @@ impl Collection {
             index,
             region_reduction: RwLock::new(region_reduction),
             region_fit: Mutex::new(()),
+            commit_lock: Mutex::new(()),
             region_index: Mutex::new(None),
             record_cache: RwLock::new(None),
         };

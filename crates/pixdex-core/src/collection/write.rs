@@ -27,8 +27,13 @@ struct EncodedImage {
 impl Collection {
     /// Adds `upserts` (replacing any image at the same path) and deletes `removals`, atomically:
     /// after a crash either all of it is there or none. Returns the new ids.
+    ///
+    /// Commits are serialised from the first read to the graph insert, and a flush waits for the
+    /// one in progress: what replaces what, the generation and the graph always agree, so a
+    /// saved graph never claims a generation whose vectors it lacks.
     pub fn commit(&self, upserts: Vec<NewImage>, removals: &[ImageId]) -> Result<Vec<ImageId>> {
         self.check_dimensions(&upserts)?;
+        let _commit = self.commit_lock.lock();
         let removed = self.replaced_ids(&upserts, removals)?;
         let old_records: Vec<(u64, ImageRecord)> = removed
             .iter()
@@ -39,10 +44,9 @@ impl Collection {
         let reduction = self.reduction_for(&upserts)?;
         let encoded: Vec<EncodedImage> =
             upserts.iter().map(|u| self.encode_values(u, reduction.as_deref())).collect::<Result<_>>()?;
-        let generation = self.generation()? + 1;
         {
             let mut cache = self.record_cache.write();
-            self.write_transaction(&old_records, &upserts, &ids, &encoded, generation)?;
+            self.write_transaction(&old_records, &upserts, &ids, &encoded)?;
             if let Some(records) = cache.as_mut() {
                 removed.iter().for_each(|id| _ = records.remove(id));
                 records.extend(ids.iter().zip(&upserts).map(|(id, u)| (*id, u.record.clone())));
@@ -144,7 +148,6 @@ impl Collection {
         upserts: &[NewImage],
         ids: &[u64],
         encoded: &[EncodedImage],
-        generation: u64,
     ) -> Result<()> {
         let trees = (
             &self.images,
@@ -190,7 +193,11 @@ impl Collection {
                         }
                     }
                 }
-                meta.insert(schema::META_GENERATION, &generation.to_be_bytes())?;
+                let generation = meta
+                    .get(schema::META_GENERATION)?
+                    .and_then(|v| Some(u64::from_be_bytes(v.as_ref().try_into().ok()?)))
+                    .unwrap_or(0);
+                meta.insert(schema::META_GENERATION, &(generation + 1).to_be_bytes())?;
                 Ok::<(), ConflictableTransactionError<()>>(())
             })
             .map_err(|e| match e {

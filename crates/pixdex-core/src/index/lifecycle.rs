@@ -19,17 +19,27 @@ impl Collection {
     /// Makes everything committed durable (sled flush) and saves the HNSW graph and the region
     /// index (brought up to date first: building it is the index job's work, not a query's).
     pub fn flush(&self) -> Result<()> {
-        self.flush_store()?;
-        let generation = self.generation()?;
-        self.index.write().freeze();
-        self.index.read().save(self.dir(), generation)?;
+        {
+            // No commit between reading the generation and saving the graph it labels.
+            let _commit = self.commit_lock.lock();
+            self.flush_store()?;
+            let generation = self.generation()?;
+            self.index.write().freeze();
+            self.index.read().save(self.dir(), generation)?;
+        }
+        // The region index reads the generation and the live ids together and catches up by id
+        // set, so commits may go on while it builds (which takes minutes on a large library).
         self.save_region_index()
     }
 
     /// Rebuilds the graph from the stored vectors, dropping tombstones.
     pub fn compact(&self) -> Result<()> {
-        let fresh = self.build_index()?;
-        *self.index.write() = fresh;
+        {
+            // A commit between reading the vectors and swapping the graph would be lost from it.
+            let _commit = self.commit_lock.lock();
+            let fresh = self.build_index()?;
+            *self.index.write() = fresh;
+        }
         self.flush()
     }
 

@@ -164,3 +164,60 @@ fn temporaries_of_an_interrupted_save_are_removed_at_open() {
     assert!(stale.iter().all(|d| !d.exists()));
     assert!(!dir.path().join("region_index.tmp-999999999").exists());
 }
+
+#[test]
+fn commits_racing_flushes_and_compaction_leave_a_graph_that_finds_every_image_after_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = rng(11);
+    let vectors: Vec<_> = (0..160).map(|_| random_unit(&mut r, 8)).collect();
+    let ids = {
+        let c = Collection::open_or_create(dir.path(), &config(8)).unwrap();
+        let done = std::sync::atomic::AtomicBool::new(false);
+        let ids = std::thread::scope(|s| {
+            let flusher = s.spawn(|| {
+                let mut rounds = 0;
+                while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                    if rounds % 5 == 4 {
+                        c.compact().unwrap()
+                    } else {
+                        c.flush().unwrap()
+                    }
+                    rounds += 1;
+                }
+                rounds
+            });
+            let writers: Vec<_> = vectors
+                .chunks(40)
+                .enumerate()
+                .map(|(w, chunk)| {
+                    let c = &c;
+                    s.spawn(move || {
+                        let mut ids = Vec::new();
+                        for (i, v) in chunk.iter().enumerate() {
+                            let path = format!("/w{w}/{i}.jpg");
+                            ids.extend(c.commit(vec![image(&path, (w * 40 + i) as u8, Some(v.clone()))], &[]).unwrap());
+                        }
+                        ids
+                    })
+                })
+                .collect();
+            let ids: Vec<_> = writers.into_iter().flat_map(|w| w.join().unwrap()).collect();
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+            assert!(flusher.join().unwrap() > 0);
+            ids
+        });
+        // Every commit bumped the generation once.
+        assert_eq!(c.generation().unwrap(), 160);
+        ids
+    };
+    // Reopened without a final flush: whatever graph was saved last must agree with its label.
+    let c = Collection::open(dir.path()).unwrap();
+    assert_eq!(ids.len(), 160);
+    for (w, chunk) in vectors.chunks(40).enumerate() {
+        for (i, v) in chunk.iter().enumerate() {
+            let hits = c.search_similar(v, &SimilarQuery { k: 1, ..Default::default() }).unwrap();
+            let id = c.id_by_path(Path::new(&format!("/w{w}/{i}.jpg"))).unwrap().unwrap();
+            assert_eq!(hits[0].hit.id, id, "/w{w}/{i}.jpg");
+        }
+    }
+}

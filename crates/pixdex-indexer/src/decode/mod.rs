@@ -50,12 +50,14 @@ pub struct DecodeLimits {
     pub max_side_px: u32,
     /// Largest allocation the decoder may make, in bytes.
     pub max_alloc_bytes: u64,
+    /// Largest image file read, in bytes.
+    pub max_file_bytes: u64,
 }
 
 impl Default for DecodeLimits {
     /// 32k pixels a side and 1 GiB: a 100-megapixel RGB photo (300 MB) decodes, a bomb does not.
     fn default() -> Self {
-        Self { max_side_px: 32_768, max_alloc_bytes: 1 << 30 }
+        Self { max_side_px: 32_768, max_alloc_bytes: 1 << 30, max_file_bytes: 512 << 20 }
     }
 }
 
@@ -91,9 +93,10 @@ pub fn decode_bytes_at_least(bytes: &[u8], limits: DecodeLimits, min: MinSize) -
     }
 }
 
-/// Decodes a file.
+/// Decodes a file (following a symbolic link: the path is the user's own choice).
 pub fn decode_path(path: &Path, limits: DecodeLimits) -> Result<DecodedImage, DecodeError> {
-    let bytes = std::fs::read(path).map_err(|source| DecodeError::Io { path: path.to_path_buf(), source })?;
+    let bytes = read_image_file(path, limits.max_file_bytes, true)
+        .map_err(|source| DecodeError::Io { path: path.to_path_buf(), source })?;
     let what = path.display().to_string();
     check_whole(&bytes, &what)?;
     decode_reader(ImageReader::new(Cursor::new(bytes)), limits, &what)
@@ -103,6 +106,48 @@ pub fn decode_path(path: &Path, limits: DecodeLimits) -> Result<DecodedImage, De
 pub fn decode_bytes(bytes: &[u8], limits: DecodeLimits) -> Result<DecodedImage, DecodeError> {
     check_whole(bytes, "bytes")?;
     decode_reader(ImageReader::new(Cursor::new(bytes)), limits, "bytes")
+}
+
+/// Reads an image file: opened once, without blocking (a FIFO put in a file's place does not
+/// hang the reader), checked on the open handle to be a regular file of at most `max_bytes`, and
+/// read whole. Unless `follow_links`, a symbolic link in the file's place is refused
+/// (`O_NOFOLLOW`), so a link swapped in after the crawl cannot lead outside the crawled folders.
+pub fn read_image_file(path: &Path, max_bytes: u64, follow_links: bool) -> std::io::Result<Vec<u8>> {
+    use std::io::{Error, ErrorKind, Read};
+    let mut open = std::fs::OpenOptions::new();
+    open.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        let nofollow = if follow_links { 0 } else { libc::O_NOFOLLOW };
+        open.custom_flags(libc::O_NONBLOCK | nofollow);
+    }
+    #[cfg(not(unix))]
+    let _ = follow_links;
+    let file = open.open(path).map_err(|e| {
+        #[cfg(unix)]
+        if !follow_links && e.raw_os_error() == Some(libc::ELOOP) {
+            return Error::new(ErrorKind::InvalidInput, "a symbolic link (links are not followed)");
+        }
+        e
+    })?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(Error::new(ErrorKind::InvalidInput, "not a regular file"));
+    }
+    if meta.len() > max_bytes {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!("{} bytes: larger than the {} MiB limit for an image file", meta.len(), max_bytes >> 20),
+        ));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    // The file may grow after the check: read no more than the limit.
+    file.take(max_bytes + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max_bytes {
+        return Err(Error::new(ErrorKind::InvalidInput, "the file grew past the image file size limit"));
+    }
+    Ok(bytes)
 }
 
 /// A JPEG must reach its end marker (other formats' decoders fail on a cut file themselves).
@@ -188,6 +233,30 @@ mod tests {
             decode_path(&dir.path().join("missing.png"), DecodeLimits::default()),
             Err(DecodeError::Io { .. })
         ));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn only_regular_files_within_the_size_limit_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let photo = dir.path().join("p.png");
+        std::fs::write(&photo, png_bytes(8, 8)).unwrap();
+        let len = std::fs::metadata(&photo).unwrap().len();
+        assert_eq!(read_image_file(&photo, len, false).unwrap().len() as u64, len);
+        let e = read_image_file(&photo, len - 1, false).unwrap_err();
+        assert!(e.to_string().contains("limit"), "{e}");
+        // A link in a file's place: refused unless links are followed.
+        let link = dir.path().join("link.png");
+        std::os::unix::fs::symlink(&photo, &link).unwrap();
+        let e = read_image_file(&link, len, false).unwrap_err();
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+        assert!(read_image_file(&link, len, true).is_ok());
+        // A FIFO answers at once instead of waiting for a writer; so does a folder.
+        let fifo = dir.path().join("fifo.jpg");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        assert!(read_image_file(&fifo, 1 << 20, false).unwrap_err().to_string().contains("regular"));
+        assert!(read_image_file(dir.path(), 1 << 20, false).is_err());
     }
 
     #[test]

@@ -6,7 +6,7 @@ use pixdex_core::{Collection, ImageId, ImageRecord, ImageStatus};
 use std::path::PathBuf;
 
 use crate::crawl::FoundFile;
-use crate::decode::decode_bytes_at_least;
+use crate::decode::{decode_bytes_at_least, read_image_file};
 use crate::encoder::Encoder;
 use crate::inputs::{InputKinds, ModelInputs};
 use crate::reuse::{find_reusable, lacks_inputs};
@@ -89,7 +89,7 @@ pub(super) fn prepare(
         error,
     };
     let transient = |file: &FoundFile, error: String| Prepared::Failed { path: file.path.clone(), record: None, error };
-    let bytes = match std::fs::read(&file.path) {
+    let bytes = match read_image_file(&file.path, options.decode_limits.max_file_bytes, options.crawl.follow_links) {
         Ok(b) => b,
         Err(e) => return transient(&file, format!("cannot read: {e}")),
     };

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use crate::batch::{embed_all, embed_all_regions, embed_region_grids, group_by_size, input_size};
 use crate::crawl::FoundFile;
-use crate::decode::decode_bytes_at_least;
+use crate::decode::{decode_bytes_at_least, read_image_file};
 use crate::encoder::Encoder;
 use crate::error::Result;
 use crate::inputs::{InputKinds, ModelInputs, RegionInput};
@@ -136,7 +136,8 @@ pub(super) fn fit_region_reduction(
     // Decoded as the job's own pass decodes them, so that the stored grids are the same.
     let min = options.input_kinds().min_decoded_size(encoder);
     for file in files.iter().step_by(step) {
-        let Ok(bytes) = std::fs::read(&file.path) else { continue };
+        let limit = options.decode_limits.max_file_bytes;
+        let Ok(bytes) = read_image_file(&file.path, limit, options.crawl.follow_links) else { continue };
         let Ok(decoded) = decode_bytes_at_least(&bytes, options.decode_limits, min) else { continue };
         let Ok(region) = RegionInput::of(encoder, &decoded) else { continue };
         sample.push((blake3::hash(&bytes).into(), region));

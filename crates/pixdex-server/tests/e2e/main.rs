@@ -5,6 +5,7 @@ mod access;
 mod common;
 mod dedup;
 mod errors;
+mod hostile;
 mod jobs;
 mod load;
 mod loading;

@@ -1,0 +1,104 @@
+//! Hostile clients against the real server: cut and bomb-sized images, and a storm of calls
+//! cancelled mid-decode. Each gets a client error (never INTERNAL), and the server answers
+//! correctly after.
+
+use pixdex_server::pb;
+use std::time::Duration;
+use tonic::Code;
+
+use crate::common::*;
+
+/// A JPEG of a photo-like picture.
+fn jpeg_bytes(seed: u32, w: u32, h: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90).encode_image(&picture(seed, w, h)).unwrap();
+    out
+}
+
+/// A PNG header that claims `w` × `h` pixels, with a valid CRC and no pixel data.
+fn png_claiming(w: u32, h: u32) -> Vec<u8> {
+    let mut ihdr = b"IHDR".to_vec();
+    ihdr.extend_from_slice(&w.to_be_bytes());
+    ihdr.extend_from_slice(&h.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+    let crc = {
+        let mut c = 0xFFFF_FFFFu32;
+        for &b in &ihdr {
+            c ^= u32::from(b);
+            for _ in 0..8 {
+                c = if c & 1 != 0 { (c >> 1) ^ 0xEDB8_8320 } else { c >> 1 };
+            }
+        }
+        !c
+    };
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.extend_from_slice(&13u32.to_be_bytes());
+    png.extend_from_slice(&ihdr);
+    png.extend_from_slice(&crc.to_be_bytes());
+    png
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cut_and_bomb_images_are_client_errors_and_store_nothing() {
+    let mut server = TestServer::start(|_| {}).await;
+    let c = &mut server.client;
+    let whole = jpeg_bytes(2, 320, 240);
+    let cut = whole[..whole.len() / 3].to_vec();
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("a JPEG cut to a third", cut.clone()),
+        ("a JPEG without its last two bytes", whole[..whole.len() - 2].to_vec()),
+        ("a PNG claiming 100000 × 100000 pixels", png_claiming(100_000, 100_000)),
+        ("a PNG claiming 30000 × 30000 pixels (2.7 GB decoded)", png_claiming(30_000, 30_000)),
+    ];
+    for (what, bytes) in &cases {
+        let e = c.search.search(image_query(bytes.clone(), 1)).await.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{what}: {e:?}");
+        let upload = pb::UpsertImageRequest { key: "hostile.jpg".into(), image: bytes.clone() };
+        let e = c.images.upsert_image(upload).await.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{what}: {e:?}");
+    }
+    let e = c.search.search(image_query(cut, 1)).await.unwrap_err();
+    assert!(e.message().contains("truncated"), "{e:?}");
+    let stats = c.collection.get_stats(pb::GetStatsRequest {}).await.unwrap().into_inner();
+    assert_eq!((stats.images, stats.generation), (0, 0), "nothing was stored");
+    // The whole JPEG is fine.
+    let stored = pb::UpsertImageRequest { key: "whole.jpg".into(), image: whole.clone() };
+    c.images.upsert_image(stored).await.unwrap();
+    let hits = c.search.search(image_query(whole, 1)).await.unwrap().into_inner();
+    assert!(hits.hits[0].score > 0.9999);
+    server.stop().await.unwrap();
+}
+
+/// Calls cancelled while their image decodes (the decode goes on, holding its permit); bounded by
+/// count. The server then answers every kind of call correctly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storm_of_calls_cancelled_mid_decode_leaves_a_server_that_answers() {
+    const STORM: usize = 48;
+    let mut server = TestServer::start(|_| {}).await;
+    let photo = jpeg_bytes(4, 1600, 1200);
+    let upload = pb::UpsertImageRequest { key: "kept.jpg".into(), image: jpeg_bytes(9, 200, 150) };
+    let kept = server.client.images.upsert_image(upload).await.unwrap().into_inner().record.unwrap();
+    for round in 0..STORM {
+        let mut client = server.client.clone();
+        let query = image_query(photo.clone(), 3);
+        // Cancelled after a few milliseconds: mid-upload or mid-decode.
+        let call = async move { client.search.search(query).await };
+        let cut_short = tokio::time::timeout(Duration::from_millis(2 + (round % 8) as u64), call).await;
+        if let Ok(answer) = cut_short {
+            // Fast enough to finish: then it must be right.
+            assert_eq!(answer.unwrap().into_inner().hits.len(), 1);
+        }
+    }
+    // Every call answers, within the test's patience (the permits came back).
+    let c = &mut server.client;
+    let answers = async {
+        let hits = c.search.search(id_query(kept.id, 1)).await.unwrap().into_inner();
+        assert_eq!(hits.hits[0].image.as_ref().unwrap().id, kept.id);
+        let hits = c.search.search(image_query(photo.clone(), 1)).await.unwrap().into_inner();
+        assert_eq!(hits.hits.len(), 1);
+        c.collection.get_stats(pb::GetStatsRequest {}).await.unwrap().into_inner()
+    };
+    let stats = tokio::time::timeout(PATIENCE, answers).await.expect("the server answers after the storm");
+    assert_eq!(stats.images, 1);
+    server.stop().await.unwrap();
+}
