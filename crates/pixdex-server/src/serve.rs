@@ -20,7 +20,7 @@ use crate::rpc::RpcLayer;
 use crate::service::{
     collection::CollectionApi, dedup::DedupApi, images::ImageApi, index::IndexApi, search::SearchApi,
 };
-use crate::state::{AppState, LoadedModel};
+use crate::state::{AppState, DecodePermits, LoadedModel};
 use crate::status::oversized_as_resource_exhausted;
 
 /// Loads the encoder, given the config of the existing collection (if any), so that the caller
@@ -149,9 +149,7 @@ async fn run(
         jobs: IndexJobs::new(metrics.clone()),
         metrics: metrics.clone(),
         shutdown: token.clone(),
-        decode_permits: Arc::new(tokio::sync::Semaphore::new(
-            2 * std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
-        )),
+        decode_permits: Arc::new(DecodePermits::new(std::thread::available_parallelism().map_or(2, |n| n.get()))),
     });
 
     let (health, health_service) = tonic_health::server::health_reporter();

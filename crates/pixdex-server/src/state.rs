@@ -1,7 +1,7 @@
 //! What every service shares: the collection, the model once loaded, the jobs, the shutdown token.
 
 use pixdex_core::{Collection, ImageId, ImageRecord, RegionGrid, UnitVector};
-use pixdex_indexer::decode::{DecodeLimits, decode_bytes};
+use pixdex_indexer::decode::{DecodeLimits, decode_bytes, header_pixels};
 use pixdex_indexer::encoder::{Encoder, ImageEmbedding};
 use pixdex_indexer::inputs::{InputKinds, ModelInputs};
 use std::sync::{Arc, OnceLock};
@@ -29,11 +29,9 @@ pub(crate) struct AppState {
     pub(crate) jobs: IndexJobs,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) shutdown: CancellationToken,
-    /// Bounds concurrent query decodes: a decoded 100-megapixel photo takes 300 MB, so many
-    /// large uploads at once must queue rather than exhaust memory.
-    /// Shared so that a region search can hold its permit on the blocking thread that holds the
-    /// pixels.
-    pub(crate) decode_permits: Arc<tokio::sync::Semaphore>,
+    /// Bounds the pixels being decoded at once ([`DecodePermits`]). Shared so that a region
+    /// search can hold its permit on the blocking thread that holds the pixels.
+    pub(crate) decode_permits: Arc<DecodePermits>,
 }
 
 impl AppState {
@@ -98,12 +96,7 @@ impl AppState {
             return Err(ServiceError::invalid("empty image bytes"));
         }
         let encoder = model.encoder.clone();
-        let permit = self
-            .decode_permits
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| ServiceError::Unavailable("the server is shutting down".into()))?;
+        let permit = self.decode_permits.acquire(header_pixels(&bytes).unwrap_or(0)).await?;
         // The permit travels with the decode: a client that cancels does not free it while the
         // decode runs on (send-and-cancel loops would otherwise decode without bound). Only
         // decoding is bounded here: the batcher bounds the rest, and holding the permit through
@@ -142,9 +135,60 @@ impl AppState {
     }
 }
 
+/// Megapixels being decoded at once, in permits of one megapixel: a decoded 100-megapixel photo
+/// takes 300 MB or more, so large uploads queue by their size rather than by their count. The
+/// budget is 25 megapixels per core, and at least the largest image the decoder accepts.
+pub(crate) struct DecodePermits {
+    semaphore: Arc<tokio::sync::Semaphore>,
+    budget: u32,
+}
+
+impl DecodePermits {
+    pub(crate) fn new(cores: usize) -> Self {
+        let largest = DecodeLimits::default().max_pixels.div_ceil(1_000_000) as u32;
+        let budget = (25 * cores as u32).max(largest);
+        Self { semaphore: Arc::new(tokio::sync::Semaphore::new(budget as usize)), budget }
+    }
+
+    /// Waits for room to decode an image of `pixels` (from its header; 0 when unknown, which
+    /// weighs one permit: such bytes fail before anything large is allocated).
+    pub(crate) async fn acquire(&self, pixels: u64) -> Result<tokio::sync::OwnedSemaphorePermit, ServiceError> {
+        let weight = pixels.div_ceil(1_000_000).clamp(1, u64::from(self.budget)) as u32;
+        self.semaphore
+            .clone()
+            .acquire_many_owned(weight)
+            .await
+            .map_err(|_| ServiceError::Unavailable("the server is shutting down".into()))
+    }
+}
+
 /// Runs blocking collection work off the async threads.
 pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ServiceError> + Send + 'static,
 ) -> Result<T, ServiceError> {
     tokio::task::spawn_blocking(f).await.map_err(|e| ServiceError::Internal(format!("blocking task: {e}")))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn decode_permits_weigh_images_by_their_megapixels() {
+        let permits = DecodePermits::new(2);
+        assert_eq!(permits.budget, 100, "at least the largest image the decoder accepts");
+        let big = permits.acquire(60_000_000).await.unwrap();
+        assert_eq!(big.num_permits(), 60);
+        // 40 left: a 12-megapixel photo fits three times, not four.
+        let small: Vec<_> = futures::future::join_all((0..3).map(|_| permits.acquire(12_000_000))).await;
+        assert_eq!(permits.semaphore.available_permits(), 4);
+        let waiting = tokio::time::timeout(std::time::Duration::from_millis(50), permits.acquire(12_000_000)).await;
+        assert!(waiting.is_err(), "a fourth 12-megapixel decode waits");
+        drop(big);
+        assert_eq!(permits.acquire(12_000_000).await.unwrap().num_permits(), 12);
+        // Unknown sizes weigh one permit; a size past the budget weighs the whole budget.
+        drop(small);
+        assert_eq!(permits.acquire(0).await.unwrap().num_permits(), 1);
+        assert_eq!(permits.acquire(u64::MAX).await.unwrap().num_permits(), 100);
+    }
 }

@@ -59,9 +59,10 @@ impl From<ServiceError> for Status {
                 }
             },
             ServiceError::Decode(d) => match d {
-                DecodeError::Image { .. } | DecodeError::Empty { .. } | DecodeError::Truncated { .. } => {
-                    Status::invalid_argument(msg)
-                }
+                DecodeError::Image { .. }
+                | DecodeError::Empty { .. }
+                | DecodeError::Truncated { .. }
+                | DecodeError::TooManyPixels { .. } => Status::invalid_argument(msg),
                 // Query bytes decode from memory; reading a file failed on the server's side.
                 DecodeError::Io { .. } => Status::internal(msg),
             },

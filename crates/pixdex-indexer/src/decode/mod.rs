@@ -35,6 +35,16 @@ pub enum DecodeError {
         /// The file path, or `bytes`.
         what: String,
     },
+    /// More pixels than [`DecodeLimits::max_pixels`], by its header.
+    #[error("cannot decode {what}: its header claims {pixels} pixels, more than the limit of {limit}")]
+    TooManyPixels {
+        /// The file path, or `bytes`.
+        what: String,
+        /// Width × height.
+        pixels: u64,
+        /// The limit.
+        limit: u64,
+    },
     /// The image has no pixels.
     #[error("{what} has zero width or height")]
     Empty {
@@ -52,13 +62,22 @@ pub struct DecodeLimits {
     pub max_alloc_bytes: u64,
     /// Largest image file read, in bytes.
     pub max_file_bytes: u64,
+    /// Most pixels (width × height, from the header, before anything is decoded).
+    pub max_pixels: u64,
 }
 
 impl Default for DecodeLimits {
-    /// 32k pixels a side and 1 GiB: a 100-megapixel RGB photo (300 MB) decodes, a bomb does not.
+    /// 32k pixels a side, 100 megapixels, 1 GiB of decoder allocations and 512 MiB files: a
+    /// 100-megapixel RGB photo (300 MB) decodes, a bomb does not.
     fn default() -> Self {
-        Self { max_side_px: 32_768, max_alloc_bytes: 1 << 30, max_file_bytes: 512 << 20 }
+        Self { max_side_px: 32_768, max_alloc_bytes: 1 << 30, max_file_bytes: 512 << 20, max_pixels: 100_000_000 }
     }
+}
+
+/// Width × height from the image's header (nothing decoded), if the format is known.
+pub fn header_pixels(bytes: &[u8]) -> Option<u64> {
+    let (w, h) = ImageReader::new(Cursor::new(bytes)).with_guessed_format().ok()?.into_dimensions().ok()?;
+    Some(u64::from(w) * u64::from(h))
 }
 
 /// A decoded image, upright.
@@ -172,6 +191,11 @@ fn decode_reader<R: BufRead + Seek>(
     l.max_alloc = Some(limits.max_alloc_bytes);
     reader.limits(l.clone());
     let mut decoder = reader.into_decoder().map_err(image_err)?;
+    let (w, h) = decoder.dimensions();
+    let pixels = u64::from(w) * u64::from(h);
+    if pixels > limits.max_pixels {
+        return Err(DecodeError::TooManyPixels { what: what.to_string(), pixels, limit: limits.max_pixels });
+    }
     // `from_decoder` does not charge the pixel buffer against `max_alloc` (only
     // `ImageReader::decode` does), so reserve it here before anything is allocated.
     l.reserve(decoder.total_bytes()).map_err(image_err)?;
@@ -331,6 +355,12 @@ mod tests {
         let limits = DecodeLimits { max_side_px: 16, ..DecodeLimits::default() };
         assert!(decode_bytes(&png_bytes(17, 4), limits).is_err());
         assert!(decode_bytes(&png_bytes(16, 4), limits).is_ok());
+        let limits = DecodeLimits { max_pixels: 399, ..DecodeLimits::default() };
+        let e = decode_bytes(&png_bytes(20, 20), limits).unwrap_err();
+        assert!(matches!(e, DecodeError::TooManyPixels { pixels: 400, limit: 399, .. }), "{e}");
+        assert!(decode_bytes(&png_bytes(19, 21), limits).is_ok());
+        assert_eq!(header_pixels(&png_bytes(20, 21)), Some(420));
+        assert_eq!(header_pixels(b"not an image"), None);
         let limits = DecodeLimits { max_alloc_bytes: 1000, ..DecodeLimits::default() };
         assert!(decode_bytes(&png_bytes(20, 20), limits).is_err(), "1200 pixel bytes exceed 1000");
     }
@@ -347,6 +377,9 @@ mod tests {
         let crc = crc32(&png[12..29]);
         png[29..33].copy_from_slice(&crc.to_be_bytes());
         let err = decode_bytes(&png, DecodeLimits::default()).unwrap_err();
+        assert!(matches!(err, DecodeError::TooManyPixels { pixels: 900_000_000, .. }), "{err}");
+        // Without the pixel limit, the allocation limit still refuses it.
+        let err = decode_bytes(&png, DecodeLimits { max_pixels: u64::MAX, ..DecodeLimits::default() }).unwrap_err();
         assert!(matches!(err, DecodeError::Image { .. }), "{err}");
     }
 

@@ -21,6 +21,7 @@ pub(super) fn decode(bytes: &[u8], limits: DecodeLimits, min: MinSize) -> Option
     if w == 0
         || h == 0
         || w.max(h) > limits.max_side_px
+        || u64::from(w) * u64::from(h) > limits.max_pixels
         || !matches!(info.pixel_format, PixelFormat::L8 | PixelFormat::RGB24)
     {
         return None;

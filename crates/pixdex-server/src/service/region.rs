@@ -4,7 +4,7 @@
 //! embeds it at the grid sizes the search asks for through the shared batcher.
 
 use pixdex_core::{Collection, ImageId, ImageRecord, ImageStatus, PatchGrid};
-use pixdex_indexer::decode::{DecodeLimits, DecodedImage, decode_bytes};
+use pixdex_indexer::decode::{DecodeLimits, DecodedImage, decode_bytes, header_pixels};
 use pixdex_indexer::region_crop::RegionCrop;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -54,12 +54,7 @@ pub(crate) async fn region_search(
     // The decoded region stays in memory for the whole search (a handful of forward passes), so
     // the decode permit that bounds decoded pixels is held until the search ends, even when the
     // client has gone (the blocking task still holds the pixels until its next check).
-    let permit = state
-        .decode_permits
-        .clone()
-        .acquire_owned()
-        .await
-        .map_err(|_| ServiceError::Unavailable("the server is shutting down".into()))?;
+    let permit = state.decode_permits.acquire(source.pixels()).await?;
     let stop = Arc::new(AtomicBool::new(false));
     let _cancel_on_drop = CancelOnDrop(stop.clone());
     let runtime = tokio::runtime::Handle::current();
@@ -148,6 +143,14 @@ impl Source {
                 check_stored_source(id, &record)?;
                 Ok((Source::Stored(id, record), if exclude_self { vec![id] } else { Vec::new() }))
             }
+        }
+    }
+
+    /// Pixels the decode will hold: from the bytes' header, or the stored record's size.
+    fn pixels(&self) -> u64 {
+        match self {
+            Source::Bytes(bytes) => header_pixels(bytes).unwrap_or(0),
+            Source::Stored(_, record) => u64::from(record.width) * u64::from(record.height),
         }
     }
 

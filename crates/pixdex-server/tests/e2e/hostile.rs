@@ -15,26 +15,21 @@ fn jpeg_bytes(seed: u32, w: u32, h: u32) -> Vec<u8> {
     out
 }
 
-/// A PNG header that claims `w` × `h` pixels, with a valid CRC and no pixel data.
+/// A real 1×1 PNG whose header claims `w` × `h` pixels (CRC fixed up): decoders read the header
+/// and the first data chunk before they know better.
 fn png_claiming(w: u32, h: u32) -> Vec<u8> {
-    let mut ihdr = b"IHDR".to_vec();
-    ihdr.extend_from_slice(&w.to_be_bytes());
-    ihdr.extend_from_slice(&h.to_be_bytes());
-    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
-    let crc = {
-        let mut c = 0xFFFF_FFFFu32;
-        for &b in &ihdr {
-            c ^= u32::from(b);
-            for _ in 0..8 {
-                c = if c & 1 != 0 { (c >> 1) ^ 0xEDB8_8320 } else { c >> 1 };
-            }
+    let mut png = png_bytes(&picture(0, 1, 1));
+    // IHDR's data starts at byte 16: width and height, big-endian.
+    png[16..20].copy_from_slice(&w.to_be_bytes());
+    png[20..24].copy_from_slice(&h.to_be_bytes());
+    let mut crc = 0xFFFF_FFFFu32;
+    for &b in &png[12..29] {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
         }
-        !c
-    };
-    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
-    png.extend_from_slice(&13u32.to_be_bytes());
-    png.extend_from_slice(&ihdr);
-    png.extend_from_slice(&crc.to_be_bytes());
+    }
+    png[29..33].copy_from_slice(&(!crc).to_be_bytes());
     png
 }
 
@@ -49,6 +44,7 @@ async fn cut_and_bomb_images_are_client_errors_and_store_nothing() {
         ("a JPEG without its last two bytes", whole[..whole.len() - 2].to_vec()),
         ("a PNG claiming 100000 × 100000 pixels", png_claiming(100_000, 100_000)),
         ("a PNG claiming 30000 × 30000 pixels (2.7 GB decoded)", png_claiming(30_000, 30_000)),
+        ("a PNG claiming 12000 × 10000 pixels (120 MP, 360 MB decoded)", png_claiming(12_000, 10_000)),
     ];
     for (what, bytes) in &cases {
         let e = c.search.search(image_query(bytes.clone(), 1)).await.unwrap_err();
@@ -59,6 +55,9 @@ async fn cut_and_bomb_images_are_client_errors_and_store_nothing() {
     }
     let e = c.search.search(image_query(cut, 1)).await.unwrap_err();
     assert!(e.message().contains("truncated"), "{e:?}");
+    // Refused by its header, before anything is allocated.
+    let e = c.search.search(image_query(png_claiming(12_000, 10_000), 1)).await.unwrap_err();
+    assert!(e.message().contains("120000000 pixels, more than the limit"), "{e:?}");
     let stats = c.collection.get_stats(pb::GetStatsRequest {}).await.unwrap().into_inner();
     assert_eq!((stats.images, stats.generation), (0, 0), "nothing was stored");
     // The whole JPEG is fine.

@@ -117,9 +117,10 @@ fn thumbnail(path: &Path) -> Thumbnail {
             let what = match &e {
                 DecodeError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => "file missing",
                 DecodeError::Io { .. } => "cannot be read",
-                DecodeError::Image { .. } | DecodeError::Empty { .. } | DecodeError::Truncated { .. } => {
-                    "cannot be decoded"
-                }
+                DecodeError::Image { .. }
+                | DecodeError::Empty { .. }
+                | DecodeError::Truncated { .. }
+                | DecodeError::TooManyPixels { .. } => "cannot be decoded",
             };
             return Thumbnail::Unavailable { what, detail: e.to_string() };
         }
