@@ -6,6 +6,7 @@
 //! difference, rebuilt when missing, corrupt or too full of tombstones, saved on flush.
 
 mod dot;
+mod dump_files;
 pub(crate) mod exact;
 mod flat_graph;
 pub(crate) mod hnsw;
