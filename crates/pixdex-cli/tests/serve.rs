@@ -5,79 +5,11 @@
 
 mod common;
 
+use common::server::{COMMAND_LIMIT, Server};
 use common::{ChildGuard, arg, output_within, picture, pixdex_command, send_signal, tiny_model, wait_within};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-/// Generous for a debug build on a busy two-core machine; a hang still fails the test.
-const COMMAND_LIMIT: Duration = Duration::from_secs(120);
-
-/// A running `pixdex serve`; killed on drop unless it was stopped.
-struct Server {
-    child: ChildGuard,
-    url: String,
-    /// Its stderr so far (logs), for failure messages.
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl Server {
-    /// Starts `pixdex serve` on a free loopback port and waits for its `listening on` line.
-    fn start(db: &Path, allow_root: &Path, extra: &[&str]) -> Self {
-        Self::start_at(db, allow_root, "127.0.0.1:0", extra)
-    }
-
-    fn start_at(db: &Path, allow_root: &Path, listen: &str, extra: &[&str]) -> Self {
-        let model = tiny_model();
-        let mut child = ChildGuard(
-            pixdex_command()
-                .args(["serve", "--db", arg(db), "--model", arg(&model), "--listen", listen])
-                .args(["--allow-root", arg(allow_root)])
-                .args(extra)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("pixdex serve starts"),
-        );
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let stderr = child.0.stderr.take().expect("piped stderr");
-        let lines = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                lines.lock().unwrap().push(line);
-            }
-        });
-        let deadline = Instant::now() + COMMAND_LIMIT;
-        let url = loop {
-            let found = log.lock().unwrap().iter().find_map(|l| l.strip_prefix("listening on ").map(str::to_string));
-            if let Some(url) = found {
-                break url;
-            }
-            if let Some(status) = child.0.try_wait().unwrap() {
-                panic!("pixdex serve exited ({status}) before listening:\n{}", log.lock().unwrap().join("\n"));
-            }
-            assert!(Instant::now() < deadline, "pixdex serve did not listen within {COMMAND_LIMIT:?}");
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        assert!(url.starts_with("http") && !url.ends_with(":0"), "{url}");
-        Self { child, url, log }
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().join("\n")
-    }
-
-    /// SIGTERM, then the exit status (bounded).
-    fn terminate(mut self) -> std::process::ExitStatus {
-        send_signal(&self.child.0, "TERM");
-        let status = wait_within(&mut self.child, Duration::from_secs(30));
-        assert!(status.success(), "pixdex serve exited with {status} after SIGTERM:\n{}", self.log());
-        status
-    }
-}
 
 /// Runs `pixdex ARGS` (bounded) in `dir`.
 fn run_in(dir: &Path, args: &[&str]) -> Output {

@@ -3,6 +3,9 @@
 // Each test binary uses its own subset.
 #![allow(dead_code)]
 
+#[cfg(unix)]
+pub mod server;
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
