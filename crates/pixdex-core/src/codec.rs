@@ -54,7 +54,8 @@ impl PatchCodec {
         if bytes.len() != Self::encoded_len(rows, cols, dim) || dim == 0 {
             return Err(corrupt(format!("{} bytes for {rows}×{cols}×{dim}", bytes.len())));
         }
-        Ok(read_int8_tokens(&bytes[PATCH_HEADER..], rows, cols, dim))
+        read_int8_tokens(&bytes[PATCH_HEADER..], rows, cols, dim)
+            .ok_or_else(|| corrupt("a token's scale is not finite".into()))
     }
 }
 
@@ -90,7 +91,8 @@ pub(crate) fn decode_region(bytes: &[u8]) -> Result<(RegionFrame, PatchGrid)> {
     if dim == 0 || bytes.len() != encoded_region_len(rows, cols, dim) {
         return Err(corrupt(format!("{} bytes for {rows}×{cols}×{dim}", bytes.len())));
     }
-    Ok((frame, read_int8_tokens(&bytes[REGION_HEADER..], rows, cols, dim)))
+    let tokens = read_int8_tokens(&bytes[REGION_HEADER..], rows, cols, dim);
+    Ok((frame, tokens.ok_or_else(|| corrupt("a token's scale is not finite".into()))?))
 }
 
 /// Rows, columns and dimension as three little-endian u16 after the format byte.
@@ -117,13 +119,18 @@ fn push_int8_tokens(out: &mut Vec<u8>, grid: &PatchGrid) {
 }
 
 /// The tokens [`push_int8_tokens`] wrote; the caller checked `body`'s length against the shape.
-fn read_int8_tokens(body: &[u8], rows: usize, cols: usize, dim: usize) -> PatchGrid {
+/// The tokens, or `None` if a scale could not have been written (negative, or so large that a
+/// value would not be finite): damaged bytes must not become NaN scores.
+fn read_int8_tokens(body: &[u8], rows: usize, cols: usize, dim: usize) -> Option<PatchGrid> {
     let mut values = Vec::with_capacity(rows * cols * dim);
     for rec in body.chunks_exact(4 + dim) {
         let scale = f32::from_le_bytes([rec[0], rec[1], rec[2], rec[3]]);
+        if !(scale >= 0.0 && (scale * 128.0).is_finite()) {
+            return None;
+        }
         values.extend(rec[4..].iter().map(|&q| q as i8 as f32 * scale));
     }
-    PatchGrid::from_parts(rows, cols, dim, values)
+    Some(PatchGrid::from_parts(rows, cols, dim, values))
 }
 
 #[cfg(test)]

@@ -32,6 +32,9 @@ mod schema;
 pub use schema::SCHEMA_VERSION;
 mod vectors;
 
+#[cfg(test)]
+mod fuzz_tests;
+
 pub use codec::{PatchCodec, encoded_region_len};
 pub use collection::Collection;
 pub use error::{Error, Result};

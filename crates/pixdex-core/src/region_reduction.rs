@@ -113,7 +113,9 @@ impl RegionReduction {
         }
         let u32_at = |i: usize| u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]) as usize;
         let (dim_in, dim_out) = (u32_at(1), u32_at(5));
-        if dim_in == 0 || dim_out == 0 || bytes.len() != 9 + 4 * dim_in * (1 + dim_out) {
+        // Checked: a damaged header must not overflow into a length that happens to match.
+        let len = dim_out.checked_add(1).and_then(|n| n.checked_mul(dim_in)).and_then(|n| n.checked_mul(4));
+        if dim_in == 0 || dim_out == 0 || len.and_then(|n| n.checked_add(9)) != Some(bytes.len()) {
             return Err(corrupt("wrong length"));
         }
         let floats: Vec<f32> =

@@ -51,7 +51,11 @@ impl UnitVector {
                 reason: format!("{} bytes for dim {dim}", bytes.len()),
             });
         }
-        Ok(Self(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()))
+        let v: Vec<f32> = bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        if !v.iter().all(|x| x.is_finite()) {
+            return Err(Error::Corrupt { what: "global vector".into(), reason: "a value is not finite".into() });
+        }
+        Ok(Self(v))
     }
 }
 

@@ -62,7 +62,8 @@ impl From<ServiceError> for Status {
                 DecodeError::Image { .. }
                 | DecodeError::Empty { .. }
                 | DecodeError::Truncated { .. }
-                | DecodeError::TooManyPixels { .. } => Status::invalid_argument(msg),
+                | DecodeError::TooManyPixels { .. }
+                | DecodeError::TooWide { .. } => Status::invalid_argument(msg),
                 // Query bytes decode from memory; reading a file failed on the server's side.
                 DecodeError::Io { .. } => Status::internal(msg),
             },

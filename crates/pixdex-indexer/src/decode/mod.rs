@@ -45,6 +45,14 @@ pub enum DecodeError {
         /// The limit.
         limit: u64,
     },
+    /// Wider or taller than [`DecodeLimits::max_side_px`], by its header.
+    #[error("cannot decode {what}: its header claims a side longer than the limit of {limit} pixels")]
+    TooWide {
+        /// The file path, or `bytes`.
+        what: String,
+        /// The limit.
+        limit: u32,
+    },
     /// The image has no pixels.
     #[error("{what} has zero width or height")]
     Empty {
@@ -190,7 +198,12 @@ fn decode_reader<R: BufRead + Seek>(
     l.max_image_height = Some(limits.max_side_px);
     l.max_alloc = Some(limits.max_alloc_bytes);
     reader.limits(l.clone());
-    let mut decoder = reader.into_decoder().map_err(image_err)?;
+    let mut decoder = reader.into_decoder().map_err(|e| match e {
+        image::ImageError::Limits(l) if l.kind() == image::error::LimitErrorKind::DimensionError => {
+            DecodeError::TooWide { what: what.to_string(), limit: limits.max_side_px }
+        }
+        e => image_err(e),
+    })?;
     let (w, h) = decoder.dimensions();
     let pixels = u64::from(w) * u64::from(h);
     if pixels > limits.max_pixels {

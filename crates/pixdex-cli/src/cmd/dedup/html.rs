@@ -120,7 +120,8 @@ fn thumbnail(path: &Path) -> Thumbnail {
                 DecodeError::Image { .. }
                 | DecodeError::Empty { .. }
                 | DecodeError::Truncated { .. }
-                | DecodeError::TooManyPixels { .. } => "cannot be decoded",
+                | DecodeError::TooManyPixels { .. }
+                | DecodeError::TooWide { .. } => "cannot be decoded",
             };
             return Thumbnail::Unavailable { what, detail: e.to_string() };
         }
