@@ -23,6 +23,17 @@ pub struct CrawlOptions {
     pub exclude: Vec<String>,
 }
 
+impl CrawlOptions {
+    /// The folders indexed files must resolve into: the roots, canonical, unless links are
+    /// followed (then they may lead anywhere, by the user's choice).
+    pub fn confinement(&self) -> Vec<PathBuf> {
+        if self.follow_links {
+            return Vec::new();
+        }
+        self.roots.iter().filter_map(|r| std::fs::canonicalize(r).ok()).collect()
+    }
+}
+
 /// A file that looks like an image.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FoundFile {
@@ -79,6 +90,7 @@ pub fn crawl(opts: &CrawlOptions) -> Result<Crawl> {
     let include = globset(&opts.include)?;
     let exclude = globset(&opts.exclude)?;
     let mut out = Crawl::default();
+    let confinement = opts.confinement();
     for root in &opts.roots {
         let root = match std::fs::canonicalize(root) {
             Ok(r) if r.is_dir() => r,
@@ -116,7 +128,9 @@ pub fn crawl(opts: &CrawlOptions) -> Result<Crawl> {
                 }
             };
             let mut head = [0u8; 16];
-            let n = match std::fs::File::open(path).and_then(|mut f| f.read(&mut head)) {
+            // Opened as the index job opens it: without blocking, and inside the roots.
+            let opened = crate::decode::open_image_file(path, opts.follow_links, &confinement);
+            let n = match opened.and_then(|mut f| f.read(&mut head)) {
                 Ok(n) => n,
                 Err(err) => {
                     out.unreadable.push((path.to_path_buf(), err.to_string()));

@@ -30,6 +30,9 @@ pub struct ServerConfig {
     /// then it gets `CANCELLED`. Streams (job watches, duplicate runs) only need their first
     /// message within it.
     pub request_timeout: Duration,
+    /// How long a duplicate search waits for its client to read the next message before it
+    /// gives up (a client that stops reading must not hold the one run allowed at a time).
+    pub dedup_send_timeout: Duration,
     /// The tokens calls must carry ([`crate::access`]); `None` serves everyone (for loopback).
     pub access: Option<AccessTokens>,
     /// The certificate and key to serve TLS with; `None` is plaintext HTTP/2.
@@ -86,6 +89,7 @@ impl ServerConfig {
             index_batch_size: 8,
             max_concurrent_streams: 128,
             request_timeout: Duration::from_secs(600),
+            dedup_send_timeout: Duration::from_secs(60),
             access: None,
             tls: None,
         }

@@ -150,6 +150,7 @@ async fn run(
         metrics: metrics.clone(),
         shutdown: token.clone(),
         decode_permits: Arc::new(DecodePermits::new(std::thread::available_parallelism().map_or(2, |n| n.get()))),
+        dedup_run: Arc::new(tokio::sync::Semaphore::new(1)),
     });
 
     let (health, health_service) = tonic_health::server::health_reporter();

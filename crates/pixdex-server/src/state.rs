@@ -32,6 +32,8 @@ pub(crate) struct AppState {
     /// Bounds the pixels being decoded at once ([`DecodePermits`]). Shared so that a region
     /// search can hold its permit on the blocking thread that holds the pixels.
     pub(crate) decode_permits: Arc<DecodePermits>,
+    /// One duplicate search at a time: it reads every stored vector and holds a blocking thread.
+    pub(crate) dedup_run: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {

@@ -23,6 +23,8 @@ pub(crate) enum ServiceError {
     #[error("{0}")]
     Unavailable(String),
     #[error("{0}")]
+    ResourceExhausted(String),
+    #[error("{0}")]
     FailedPrecondition(String),
     #[error("{0}")]
     PermissionDenied(String),
@@ -92,6 +94,7 @@ impl From<ServiceError> for Status {
             ServiceError::InvalidArgument(_) => Status::invalid_argument(msg),
             ServiceError::NotFound(_) => Status::not_found(msg),
             ServiceError::Unavailable(_) => Status::unavailable(msg),
+            ServiceError::ResourceExhausted(_) => Status::resource_exhausted(msg),
             ServiceError::FailedPrecondition(_) => Status::failed_precondition(msg),
             ServiceError::PermissionDenied(_) => Status::permission_denied(msg),
             ServiceError::Cancelled(_) => Status::cancelled(msg),

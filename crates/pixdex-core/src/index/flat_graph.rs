@@ -211,14 +211,19 @@ impl FlatGraph {
 /// hnsw_rs adds a reverse link only where the neighbour's list has room or the new point beats
 /// its farthest; a point that loses everywhere has no link pointing to it and no search can
 /// find it, not even its own vector (about one build in twenty of 62 photos from a small model
-/// left one such point; the kill harness found it). Such a point gets a link from its most
-/// similar out-neighbour that is reachable, or, with none, from the most similar reachable slot.
+/// left one such point; the kill harness found it), and on well-separated clusters whole groups
+/// can be cut off. Each such point gets a link from its most similar out-neighbour that is
+/// reachable or, with none (an island), from the nearest reachable point a beam walk finds; what
+/// it links to becomes reachable with it. One pass, linear in the graph plus a walk per island.
 fn link_unreachable(layer0: &mut [Vec<u32>], entry: u32, table: &VectorTable) -> usize {
     let n = layer0.len();
+    if n == 0 {
+        return 0;
+    }
     let mut reached = vec![false; n];
-    let reach = |layer0: &[Vec<u32>], from: &[u32], reached: &mut [bool]| {
-        let mut stack: Vec<u32> =
-            from.iter().copied().filter(|&s| !std::mem::replace(&mut reached[s as usize], true)).collect();
+    let reach = |layer0: &[Vec<u32>], from: u32, reached: &mut [bool]| {
+        reached[from as usize] = true;
+        let mut stack = vec![from];
         while let Some(s) = stack.pop() {
             for &t in &layer0[s as usize] {
                 if !std::mem::replace(&mut reached[t as usize], true) {
@@ -227,35 +232,50 @@ fn link_unreachable(layer0: &mut [Vec<u32>], entry: u32, table: &VectorTable) ->
             }
         }
     };
-    if n == 0 {
-        return 0;
-    }
-    reach(layer0, &[entry], &mut reached);
+    reach(layer0, entry, &mut reached);
     let mut linked = 0;
-    loop {
-        let unreached: Vec<u32> = (0..n as u32).filter(|&s| !reached[s as usize]).collect();
-        let Some(&first) = unreached.first() else { return linked };
-        let most_similar = |u: u32, among: &mut dyn Iterator<Item = u32>| {
-            let v = table.vector(u);
-            among.map(|w| (w, dot(v, table.vector(w)))).max_by(|a, b| a.1.total_cmp(&b.1)).map(|(w, _)| w)
-        };
-        let mut fresh = Vec::new();
-        for &u in &unreached {
-            let mut out = layer0[u as usize].iter().copied().filter(|&w| reached[w as usize]);
-            if let Some(w) = most_similar(u, &mut out) {
-                layer0[w as usize].push(u);
-                fresh.push(u);
+    for u in 0..n as u32 {
+        if reached[u as usize] {
+            continue;
+        }
+        let v = table.vector(u);
+        let out = layer0[u as usize].iter().copied().filter(|&w| reached[w as usize]);
+        let best_out = out.map(|w| (w, dot(v, table.vector(w)))).max_by(|a, b| a.1.total_cmp(&b.1)).map(|(w, _)| w);
+        let w = best_out.unwrap_or_else(|| nearest_reachable(layer0, entry, table, v));
+        layer0[w as usize].push(u);
+        linked += 1;
+        reach(layer0, u, &mut reached);
+    }
+    linked
+}
+
+/// The slot nearest `v` that a beam walk of layer 0 from `entry` finds (every slot it visits is
+/// reachable by construction).
+fn nearest_reachable(layer0: &[Vec<u32>], entry: u32, table: &VectorTable, v: &[f32]) -> u32 {
+    const BEAM: usize = 32;
+    let start = dot(v, table.vector(entry));
+    let mut visited = std::collections::HashSet::from([entry]);
+    let mut candidates = BinaryHeap::from([Near(start, entry)]);
+    let mut results = BinaryHeap::from([Far(start, entry)]);
+    while let Some(Near(sim, s)) = candidates.pop() {
+        if results.len() >= BEAM && results.peek().is_some_and(|w| sim < w.0) {
+            break;
+        }
+        for &t in &layer0[s as usize] {
+            if !visited.insert(t) {
+                continue;
+            }
+            let d = dot(v, table.vector(t));
+            if results.len() < BEAM || results.peek().is_some_and(|w| d > w.0) {
+                candidates.push(Near(d, t));
+                results.push(Far(d, t));
+                if results.len() > BEAM {
+                    results.pop();
+                }
             }
         }
-        if fresh.is_empty() {
-            // No unreached point links into the reached part: link one by an exact scan.
-            let w = most_similar(first, &mut (0..n as u32).filter(|&w| reached[w as usize])).unwrap_or(entry);
-            layer0[w as usize].push(first);
-            fresh.push(first);
-        }
-        linked += fresh.len();
-        reach(layer0, &fresh, &mut reached);
     }
+    results.into_iter().max_by(|a, b| a.0.total_cmp(&b.0)).map_or(entry, |f| f.1)
 }
 
 /// Asks the CPU to start loading `v` into cache (a hint: never faults, does nothing elsewhere).
@@ -365,9 +385,23 @@ mod tests {
         let mut layer0 = vec![vec![1], vec![0], vec![1, 0], vec![2], vec![]];
         assert_eq!(link_unreachable(&mut layer0, 0, &table), 3);
         // 2 from its most similar reachable out-neighbour (1), 3 from 2 once 2 is reached, and
-        // 4 (no links at all) from the most similar reachable point found by a scan (2 or 3).
-        assert!(layer0[1].contains(&2) && layer0[2].contains(&3));
-        assert!(layer0[2].contains(&4) || layer0[3].contains(&4) || layer0[0].contains(&4) || layer0[1].contains(&4));
+        // 4 (no links at all) from the nearest reachable point a walk finds (3).
+        assert!(layer0[1].contains(&2) && layer0[2].contains(&3) && layer0[3].contains(&4), "{layer0:?}");
         assert_eq!(link_unreachable(&mut layer0, 0, &table), 0, "all reachable now");
+    }
+
+    #[test]
+    fn an_island_of_points_linked_only_among_themselves_gets_one_link() {
+        let mut table = VectorTable::new(2);
+        let angles = [0.0f32, 0.1, 0.2, 0.3, 2.0, 2.1, 2.2, 2.3];
+        for (id, a) in angles.iter().enumerate() {
+            table.push(id as u64, &[a.cos(), a.sin()], true);
+        }
+        // Two rings, 0..4 and 4..8, with no link between them.
+        let ring = |s: u32, base: u32| vec![base + (s - base + 1) % 4, base + (s - base + 3) % 4];
+        let mut layer0: Vec<Vec<u32>> = (0..8).map(|s| ring(s, if s < 4 { 0 } else { 4 })).collect();
+        assert_eq!(link_unreachable(&mut layer0, 0, &table), 1, "{layer0:?}");
+        // From the reachable point nearest the island's first point (3, at angle 0.3).
+        assert!(layer0[3].contains(&4), "{layer0:?}");
     }
 }

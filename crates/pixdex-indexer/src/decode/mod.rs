@@ -122,7 +122,7 @@ pub fn decode_bytes_at_least(bytes: &[u8], limits: DecodeLimits, min: MinSize) -
 
 /// Decodes a file (following a symbolic link: the path is the user's own choice).
 pub fn decode_path(path: &Path, limits: DecodeLimits) -> Result<DecodedImage, DecodeError> {
-    let bytes = read_image_file(path, limits.max_file_bytes, true)
+    let bytes = read_image_file(path, limits.max_file_bytes, true, &[])
         .map_err(|source| DecodeError::Io { path: path.to_path_buf(), source })?;
     let what = path.display().to_string();
     check_whole(&bytes, &what)?;
@@ -135,12 +135,13 @@ pub fn decode_bytes(bytes: &[u8], limits: DecodeLimits) -> Result<DecodedImage, 
     decode_reader(ImageReader::new(Cursor::new(bytes)), limits, "bytes")
 }
 
-/// Reads an image file: opened once, without blocking (a FIFO put in a file's place does not
-/// hang the reader), checked on the open handle to be a regular file of at most `max_bytes`, and
-/// read whole. Unless `follow_links`, a symbolic link in the file's place is refused
-/// (`O_NOFOLLOW`), so a link swapped in after the crawl cannot lead outside the crawled folders.
-pub fn read_image_file(path: &Path, max_bytes: u64, follow_links: bool) -> std::io::Result<Vec<u8>> {
-    use std::io::{Error, ErrorKind, Read};
+/// Opens an image file for reading without blocking (a FIFO put in a file's place does not hang
+/// the reader) and checks on the open handle that it is a regular file. Unless `follow_links`, a
+/// symbolic link in the file's place is refused (`O_NOFOLLOW`), and when `confine_to` names
+/// folders the file actually opened must lie in one of them (its path as the kernel resolved it,
+/// on Linux): a folder swapped for a link after the crawl cannot lead outside the crawled roots.
+pub fn open_image_file(path: &Path, follow_links: bool, confine_to: &[PathBuf]) -> std::io::Result<std::fs::File> {
+    use std::io::{Error, ErrorKind};
     let mut open = std::fs::OpenOptions::new();
     open.read(true);
     #[cfg(unix)]
@@ -149,8 +150,6 @@ pub fn read_image_file(path: &Path, max_bytes: u64, follow_links: bool) -> std::
         let nofollow = if follow_links { 0 } else { libc::O_NOFOLLOW };
         open.custom_flags(libc::O_NONBLOCK | nofollow);
     }
-    #[cfg(not(unix))]
-    let _ = follow_links;
     let file = open.open(path).map_err(|e| {
         #[cfg(unix)]
         if !follow_links && e.raw_os_error() == Some(libc::ELOOP) {
@@ -158,10 +157,36 @@ pub fn read_image_file(path: &Path, max_bytes: u64, follow_links: bool) -> std::
         }
         e
     })?;
-    let meta = file.metadata()?;
-    if !meta.is_file() {
+    if !file.metadata()?.is_file() {
         return Err(Error::new(ErrorKind::InvalidInput, "not a regular file"));
     }
+    #[cfg(target_os = "linux")]
+    if !confine_to.is_empty() {
+        use std::os::fd::AsRawFd;
+        if let Ok(real) = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))
+            && !confine_to.iter().any(|root| real.starts_with(root))
+        {
+            return Err(Error::new(
+                ErrorKind::PermissionDenied,
+                format!("outside the indexed folders: it resolves to {}", real.display()),
+            ));
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = confine_to;
+    Ok(file)
+}
+
+/// Reads an image file opened by [`open_image_file`], whole, if it is at most `max_bytes`.
+pub fn read_image_file(
+    path: &Path,
+    max_bytes: u64,
+    follow_links: bool,
+    confine_to: &[PathBuf],
+) -> std::io::Result<Vec<u8>> {
+    use std::io::{Error, ErrorKind, Read};
+    let file = open_image_file(path, follow_links, confine_to)?;
+    let meta = file.metadata()?;
     if meta.len() > max_bytes {
         return Err(Error::new(
             ErrorKind::InvalidInput,
@@ -279,21 +304,42 @@ mod tests {
         let photo = dir.path().join("p.png");
         std::fs::write(&photo, png_bytes(8, 8)).unwrap();
         let len = std::fs::metadata(&photo).unwrap().len();
-        assert_eq!(read_image_file(&photo, len, false).unwrap().len() as u64, len);
-        let e = read_image_file(&photo, len - 1, false).unwrap_err();
+        assert_eq!(read_image_file(&photo, len, false, &[]).unwrap().len() as u64, len);
+        let e = read_image_file(&photo, len - 1, false, &[]).unwrap_err();
         assert!(e.to_string().contains("limit"), "{e}");
         // A link in a file's place: refused unless links are followed.
         let link = dir.path().join("link.png");
         std::os::unix::fs::symlink(&photo, &link).unwrap();
-        let e = read_image_file(&link, len, false).unwrap_err();
+        let e = read_image_file(&link, len, false, &[]).unwrap_err();
         assert!(e.to_string().contains("symbolic link"), "{e}");
-        assert!(read_image_file(&link, len, true).is_ok());
+        assert!(read_image_file(&link, len, true, &[]).is_ok());
         // A FIFO answers at once instead of waiting for a writer; so does a folder.
         let fifo = dir.path().join("fifo.jpg");
         let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
-        assert!(read_image_file(&fifo, 1 << 20, false).unwrap_err().to_string().contains("regular"));
-        assert!(read_image_file(dir.path(), 1 << 20, false).is_err());
+        assert!(read_image_file(&fifo, 1 << 20, false, &[]).unwrap_err().to_string().contains("regular"));
+        assert!(read_image_file(dir.path(), 1 << 20, false, &[]).is_err());
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_file_reached_through_a_swapped_folder_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, outside) = (dir.path().join("root"), dir.path().join("outside"));
+        std::fs::create_dir_all(root.join("album")).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(root.join("album/p.png"), png_bytes(8, 8)).unwrap();
+        std::fs::write(outside.join("p.png"), png_bytes(8, 8)).unwrap();
+        let root = std::fs::canonicalize(&root).unwrap();
+        let confine = [root.clone()];
+        assert!(read_image_file(&root.join("album/p.png"), 1 << 20, false, &confine).is_ok());
+        // After the crawl, `album` becomes a link to a folder outside the root: O_NOFOLLOW only
+        // guards the last component, the resolved path of the open file guards the rest.
+        std::fs::remove_dir_all(root.join("album")).unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("album")).unwrap();
+        let e = read_image_file(&root.join("album/p.png"), 1 << 20, false, &confine).unwrap_err();
+        assert!(e.to_string().contains("outside the indexed folders"), "{e}");
+        assert!(read_image_file(&root.join("album/p.png"), 1 << 20, false, &[]).is_ok(), "unconfined");
     }
 
     #[test]

@@ -89,7 +89,12 @@ pub(super) fn prepare(
         error,
     };
     let transient = |file: &FoundFile, error: String| Prepared::Failed { path: file.path.clone(), record: None, error };
-    let bytes = match read_image_file(&file.path, options.decode_limits.max_file_bytes, options.crawl.follow_links) {
+    let bytes = match read_image_file(
+        &file.path,
+        options.decode_limits.max_file_bytes,
+        options.crawl.follow_links,
+        &options.crawl.confinement(),
+    ) {
         Ok(b) => b,
         Err(e) => return transient(&file, format!("cannot read: {e}")),
     };

@@ -137,7 +137,10 @@ pub(super) fn fit_region_reduction(
     let min = options.input_kinds().min_decoded_size(encoder);
     for file in files.iter().step_by(step) {
         let limit = options.decode_limits.max_file_bytes;
-        let Ok(bytes) = read_image_file(&file.path, limit, options.crawl.follow_links) else { continue };
+        let Ok(bytes) = read_image_file(&file.path, limit, options.crawl.follow_links, &options.crawl.confinement())
+        else {
+            continue;
+        };
         let Ok(decoded) = decode_bytes_at_least(&bytes, options.decode_limits, min) else { continue };
         let Ok(region) = RegionInput::of(encoder, &decoded) else { continue };
         sample.push((blake3::hash(&bytes).into(), region));

@@ -11,6 +11,9 @@ use crate::status::ServiceError;
 
 /// Most queries in one BatchSearch.
 const MAX_BATCH_QUERIES: usize = 256;
+/// Most image bytes in one BatchSearch (half the default message limit): its images are decoded
+/// concurrently, and one call must not queue more than this much work.
+const MAX_BATCH_IMAGE_BYTES: usize = 32 << 20;
 
 pub(crate) struct SearchApi {
     pub(crate) state: Arc<AppState>,
@@ -32,6 +35,19 @@ impl pb::search_service_server::SearchService for SearchApi {
             return Err(ServiceError::invalid(format!(
                 "a batch holds 1..={MAX_BATCH_QUERIES} queries, not {}",
                 queries.len()
+            ))
+            .into());
+        }
+        let image_bytes: usize = queries
+            .iter()
+            .map(|q| match &q.query {
+                Some(pb::search_request::Query::Image(bytes)) => bytes.len(),
+                _ => 0,
+            })
+            .sum();
+        if image_bytes > MAX_BATCH_IMAGE_BYTES {
+            return Err(ServiceError::ResourceExhausted(format!(
+                "the batch's images total {image_bytes} bytes, more than the {MAX_BATCH_IMAGE_BYTES} one call may hold: send them in several calls"
             ))
             .into());
         }

@@ -101,3 +101,21 @@ async fn a_storm_of_calls_cancelled_mid_decode_leaves_a_server_that_answers() {
     assert_eq!(stats.images, 1);
     server.stop().await.unwrap();
 }
+
+/// A BatchSearch whose images total more than 32 MiB is refused whole, before any decode.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_batch_is_refused_before_anything_is_decoded() {
+    let mut server = TestServer::start(|_| {}).await;
+    let c = &mut server.client;
+    let big = vec![0xAB; 11 << 20];
+    let queries = vec![image_query(big.clone(), 1), image_query(big.clone(), 1), image_query(big, 1)];
+    let e = c.search.batch_search(pb::BatchSearchRequest { queries }).await.unwrap_err();
+    assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+    assert!(e.message().contains("several calls"), "{e:?}");
+    let too_many = vec![id_query(1, 1); 257];
+    let e = c.search.batch_search(pb::BatchSearchRequest { queries: too_many }).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    let stats = c.collection.get_stats(pb::GetStatsRequest {}).await.unwrap().into_inner();
+    assert_eq!(stats.query_embeddings, 0, "nothing was embedded");
+    server.stop().await.unwrap();
+}
