@@ -24,6 +24,8 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Images per forward pass in index jobs.
     pub index_batch_size: usize,
+    /// Client connections open at once; past it a new connection is closed at once.
+    pub max_connections: usize,
     /// Concurrent calls one connection may have open (HTTP/2 streams); more wait.
     pub max_concurrent_streams: u32,
     /// The longest a call may take to answer (a client's own `grpc-timeout` may be shorter);
@@ -87,6 +89,7 @@ impl ServerConfig {
             batching: BatchingConfig::default(),
             shutdown_grace: Duration::from_secs(10),
             index_batch_size: 8,
+            max_connections: 1024,
             max_concurrent_streams: 128,
             request_timeout: Duration::from_secs(600),
             dedup_send_timeout: Duration::from_secs(60),

@@ -20,6 +20,7 @@ pub mod access;
 mod batcher;
 mod client;
 mod config;
+mod connections;
 pub mod convert;
 mod jobs;
 mod metrics;

@@ -219,7 +219,10 @@ async fn run(
     let mut server = tokio::spawn(router.serve_with_incoming_shutdown(
         // The builder's tcp_nodelay does not reach an incoming stream we supply: set it here
         // (Nagle's algorithm cost 44 ms per small request in benches/grpc_latency.rs).
-        tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+        crate::connections::limited(
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+            state.config.max_connections,
+        ),
         stop_accepting.cancelled_owned(),
     ));
 

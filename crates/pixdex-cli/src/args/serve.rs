@@ -58,6 +58,14 @@ pub struct ServeArgs {
         value_parser = RangedU64ValueParser::<usize>::new().range(1..=2047)
     )]
     pub max_message_mb: usize,
+    /// Client connections open at once; past it a new connection is closed at once.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = server_defaults().max_connections,
+        value_parser = RangedU64ValueParser::<usize>::new().range(1..=1_000_000)
+    )]
+    pub max_connections: usize,
     /// Most query images per forward pass (concurrent queries share passes).
     #[arg(
         long,
@@ -128,6 +136,7 @@ impl ServeArgs {
         config.allowed_roots = self.allow_roots.clone();
         config.allow_follow_symlinks = self.allow_follow_symlinks;
         config.max_message_bytes = self.max_message_mb << 20;
+        config.max_connections = self.max_connections;
         config.batching = BatchingConfig {
             max_batch: self.batch_max,
             max_wait: Duration::from_millis(self.batch_wait_ms),

@@ -102,10 +102,15 @@ impl Encoder for PixioEncoder {
         }
         let p = self.patch_size();
         let (w, h) = (cols * p, rows * p);
-        let rgb = pixio::to_rgb(image);
+        // RGB8 pixels (most photos) are borrowed, not copied: the square input borrows them too,
+        // so a decoded photo is held once, plus at most one converted copy at a time.
+        let rgb: std::borrow::Cow<'_, image::RgbImage> = match image {
+            DynamicImage::ImageRgb8(rgb) => std::borrow::Cow::Borrowed(rgb),
+            other => std::borrow::Cow::Owned(pixio::to_rgb(other)),
+        };
         let cfg = self.preprocessor.config();
         let resized = if (rgb.width() as usize, rgb.height() as usize) == (w, h) {
-            rgb
+            rgb.into_owned()
         } else {
             pixio::resize_pillow(&rgb, w, h, cfg.resample, cfg.pass_order)
         };

@@ -85,6 +85,10 @@ pub fn make_library(root: &Path, n: u32) -> Vec<PathBuf> {
     paths
 }
 
+/// Held by the tests that load the CPU heavily and by those whose outcome depends on timing
+/// (a batching window, a cancelled call), so that the two never overlap on a two-core machine.
+pub static CPU_HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 pub struct TestServer {
     pub url: String,
     pub client: PixdexClient,
@@ -185,16 +189,16 @@ impl TestServer {
         tokio::time::timeout(PATIENCE, handle).await.expect("serve returns").expect("serve task")
     }
 
+    /// Starts an index job over the library (without waiting for it).
+    pub async fn start_library_job(&mut self) -> pb::IndexJob {
+        let root = self.library().canonicalize().unwrap().display().to_string();
+        let request = pb::StartIndexJobRequest { roots: vec![root], ..Default::default() };
+        self.client.index.start_index_job(request).await.expect("job starts").into_inner()
+    }
+
     /// Runs an index job over the library and returns every snapshot the watch stream sent.
     pub async fn index_library(&mut self) -> Vec<pb::IndexJob> {
-        let root = self.library().canonicalize().unwrap().display().to_string();
-        let job = self
-            .client
-            .index
-            .start_index_job(pb::StartIndexJobRequest { roots: vec![root], ..Default::default() })
-            .await
-            .expect("job starts")
-            .into_inner();
+        let job = self.start_library_job().await;
         watch(&mut self.client, &job.job_id).await
     }
 }

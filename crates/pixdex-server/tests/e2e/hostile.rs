@@ -2,7 +2,7 @@
 //! cancelled mid-decode. Each gets a client error (never INTERNAL), and the server answers
 //! correctly after.
 
-use pixdex_server::pb;
+use pixdex_server::{PixdexClient, pb};
 use std::time::Duration;
 use tonic::Code;
 
@@ -117,5 +117,34 @@ async fn an_oversized_batch_is_refused_before_anything_is_decoded() {
     assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
     let stats = c.collection.get_stats(pb::GetStatsRequest {}).await.unwrap().into_inner();
     assert_eq!(stats.query_embeddings, 0, "nothing was embedded");
+    server.stop().await.unwrap();
+}
+
+/// Past `max_connections` a new connection is closed at once; one freed makes room again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_past_the_cap_are_closed_and_room_comes_back() {
+    // The test's own client holds one of the two.
+    let mut server = TestServer::start(|c| c.max_connections = 2).await;
+    let stats = |mut c: PixdexClient| async move { c.collection.get_stats(pb::GetStatsRequest {}).await };
+    let second = PixdexClient::connect(&server.url).await.expect("the second connection");
+    stats(second.clone()).await.expect("the second connection answers");
+    let third = match PixdexClient::connect(&server.url).await {
+        Ok(client) => stats(client).await.map(|_| ()),
+        Err(e) => Err(tonic::Status::unavailable(e.to_string())),
+    };
+    assert!(third.is_err(), "a third connection was served");
+    drop(second);
+    let again = tokio::time::timeout(PATIENCE, async {
+        loop {
+            if let Ok(client) = PixdexClient::connect(&server.url).await
+                && stats(client).await.is_ok()
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    again.await.expect("a closed connection frees its place");
+    stats(server.client.clone()).await.expect("the first connection still answers");
     server.stop().await.unwrap();
 }

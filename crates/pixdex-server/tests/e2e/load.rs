@@ -10,6 +10,7 @@ const QUERIES_PER_CLIENT: usize = 4;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn parallel_clients_get_right_answers_and_share_forward_passes() {
+    let _alone = CPU_HEAVY.lock().await;
     let mut server = TestServer::start(|c| {
         c.batching = pixdex_server::BatchingConfig { max_wait: Duration::from_millis(20), ..c.batching }
     })
@@ -48,6 +49,7 @@ async fn parallel_clients_get_right_answers_and_share_forward_passes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_cancelled_by_its_client_costs_no_forward_pass() {
+    let _alone = CPU_HEAVY.lock().await;
     // A long batching window: the cancelled query sits in the batcher until its caller is gone.
     let batching = |c: &mut pixdex_server::ServerConfig| {
         c.batching = pixdex_server::BatchingConfig { max_wait: Duration::from_millis(1500), ..c.batching }
@@ -94,6 +96,7 @@ fn quantile(sorted: &[Duration], q: f64) -> Duration {
 /// memory are printed for the record, not asserted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn mixed_clients_while_an_index_job_runs_all_succeed() {
+    let _alone = CPU_HEAVY.lock().await;
     const CLIENTS: usize = 16;
     const CALLS_PER_CLIENT: usize = 24;
     let mut server = TestServer::start(|c| {
@@ -116,14 +119,7 @@ async fn mixed_clients_while_an_index_job_runs_all_succeed() {
     server.client.search.region_search(region_query.clone()).await.unwrap();
     let alone = t.elapsed();
     let rss_before = peak_rss_kib();
-    let root = server.library().canonicalize().unwrap().display().to_string();
-    let job = server
-        .client
-        .index
-        .start_index_job(pb::StartIndexJobRequest { roots: vec![root], ..Default::default() })
-        .await
-        .expect("the index job starts")
-        .into_inner();
+    let job = server.start_library_job().await;
 
     let started = std::time::Instant::now();
     let mut tasks = Vec::new();
