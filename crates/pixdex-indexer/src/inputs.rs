@@ -2,6 +2,7 @@
 //! the square input (with the dedup views when asked) and the aspect-kept region input with the
 //! frame its grid covers.
 
+use image::DynamicImage;
 use pixdex_core::{RegionFrame, region_grid_shape};
 use pixio::Tensor;
 
@@ -47,12 +48,17 @@ pub struct RegionInput {
 impl RegionInput {
     /// The region input of one decoded image.
     pub fn of(encoder: &dyn Encoder, decoded: &DecodedImage) -> pixio::Result<Self> {
+        Self::from_pixels(encoder, decoded, &decoded.image)
+    }
+
+    /// [`Self::of`] with `pixels` standing for `decoded.image` (its RGB conversion).
+    fn from_pixels(encoder: &dyn Encoder, decoded: &DecodedImage, pixels: &DynamicImage) -> pixio::Result<Self> {
         // The full-resolution size: the grid's shape and the boxes it maps to do not depend on
         // the scale the pixels were decoded at.
         let (w, h) = decoded.full_size;
         let (rows, cols) = region_grid_shape(w, h, encoder.patch_size(), encoder.region_long_side());
         let frame = RegionFrame { width: w, height: h, orientation: decoded.orientation.to_exif() };
-        Ok(Self { input: encoder.prepare_grid(&decoded.image, rows, cols)?, frame })
+        Ok(Self { input: encoder.prepare_grid(pixels, rows, cols)?, frame })
     }
 }
 
@@ -68,9 +74,14 @@ pub struct ModelInputs {
 impl ModelInputs {
     /// The inputs `kinds` asks for, from one decoded (upright) image.
     pub fn of(encoder: &dyn Encoder, decoded: &DecodedImage, kinds: InputKinds) -> pixio::Result<Self> {
-        let square = encoder.prepare_square(&decoded.image, kinds.views)?;
+        // One RGB conversion per image for all of its inputs (a 100-megapixel RGBA photo is
+        // 400 MB per copy); RGB8 pixels, most photos, are used as they are.
+        let converted =
+            if kinds.region { encoder.model_rgb(&decoded.image).map(DynamicImage::ImageRgb8) } else { None };
+        let pixels = converted.as_ref().unwrap_or(&decoded.image);
+        let square = encoder.prepare_square(pixels, kinds.views)?;
         let region = match kinds.region {
-            true => Some(RegionInput::of(encoder, decoded)?),
+            true => Some(RegionInput::from_pixels(encoder, decoded, pixels)?),
             false => None,
         };
         Ok(Self { square, region })
@@ -106,5 +117,29 @@ mod tests {
         let cos = q.global.dot(s.global.as_slice());
         assert!(cos > 1.0 - 1e-6, "cosine {cos}");
         assert!(q.views.is_none() && s.views.is_some());
+    }
+
+    /// Converting an RGBA or greyscale image once for all its inputs gives exactly the inputs
+    /// each would have made from the decoded pixels itself.
+    #[test]
+    fn one_conversion_for_all_inputs_changes_no_input() {
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/pixio");
+        let source = pixio::WeightSource::Dir(fixtures.join("models/a-hub"));
+        let encoder = PixioEncoder::load(&source, &pixio::Device::Cpu, pixio::DType::F32).unwrap();
+        for name in ["rgba.png", "gray.png", "palette.png"] {
+            let decoded = decode_path(&fixtures.join("images").join(name), DecodeLimits::default()).unwrap();
+            assert!(!matches!(decoded.image, DynamicImage::ImageRgb8(_)), "{name} should need a conversion");
+            let shared = ModelInputs::of(&encoder, &decoded, InputKinds::STORED).unwrap();
+            let square = encoder.prepare_square(&decoded.image, true).unwrap();
+            let (w, h) = decoded.full_size;
+            let (rows, cols) = region_grid_shape(w, h, encoder.patch_size(), encoder.region_long_side());
+            let grid = encoder.prepare_grid(&decoded.image, rows, cols).unwrap();
+            let same = |a: &Tensor, b: &Tensor| {
+                a.dims() == b.dims()
+                    && (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap() == 0.0
+            };
+            assert!(shared.square.iter().zip(&square).all(|(a, b)| same(a, b)), "{name}: square inputs differ");
+            assert!(same(&shared.region.unwrap().input, &grid), "{name}: region inputs differ");
+        }
     }
 }

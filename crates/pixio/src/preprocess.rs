@@ -229,17 +229,22 @@ impl Preprocessor {
         }
     }
 
+    /// The image as the model's RGB: RGB8 borrowed as it is (a 100-megapixel photo is 300 MB
+    /// per copy), anything else converted (`do_convert_rgb`: transformers' [`to_rgb`]).
+    pub fn model_rgb<'a>(&self, image: &'a DynamicImage) -> std::borrow::Cow<'a, RgbImage> {
+        match image {
+            DynamicImage::ImageRgb8(rgb) => std::borrow::Cow::Borrowed(rgb),
+            _ if self.config.do_convert_rgb => std::borrow::Cow::Owned(to_rgb(image)),
+            _ => std::borrow::Cow::Owned(image.to_rgb8()),
+        }
+    }
+
     /// The uint8 RGB image the normalisation sees: converted, resized and cropped.
     pub fn resize(&self, image: &DynamicImage) -> Result<RgbImage> {
         if image.width() == 0 || image.height() == 0 {
             return Err(Error::Input("image has zero width or height".into()));
         }
-        // Borrow RGB8 images as they are: a 100-megapixel photo is 300 MB per copy.
-        let rgb: std::borrow::Cow<'_, RgbImage> = match image {
-            DynamicImage::ImageRgb8(rgb) => std::borrow::Cow::Borrowed(rgb),
-            _ if self.config.do_convert_rgb => std::borrow::Cow::Owned(to_rgb(image)),
-            _ => std::borrow::Cow::Owned(image.to_rgb8()),
-        };
+        let rgb = self.model_rgb(image);
         let (h, w) = self.resized_size(rgb.height() as usize, rgb.width() as usize);
         // A shortest-edge resize of an extreme panorama would allocate gigabytes.
         if h == 0 || w == 0 || h.saturating_mul(w) > MAX_RESIZED_PIXELS {

@@ -69,6 +69,13 @@ pub trait Encoder: Send + Sync {
     /// mirrored and its grayscale version, each made from the same resized pixels.
     fn prepare_square(&self, image: &DynamicImage, views: bool) -> pixio::Result<Vec<Tensor>>;
 
+    /// `image` converted to the RGB the model's inputs are made from, or `None` when it is RGB8
+    /// already (or the encoder has no conversion of its own): [`crate::inputs::ModelInputs::of`]
+    /// converts once for all of an image's inputs.
+    fn model_rgb(&self, _image: &DynamicImage) -> Option<image::RgbImage> {
+        None
+    }
+
     /// `[3, rows·P, cols·P]` model input: `image` resized to exactly `rows × cols` patches (no
     /// crop). Region inputs and region queries are made this way.
     fn prepare_grid(&self, image: &DynamicImage, rows: usize, cols: usize) -> pixio::Result<Tensor>;

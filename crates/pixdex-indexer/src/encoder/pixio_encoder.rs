@@ -96,18 +96,21 @@ impl Encoder for PixioEncoder {
             .collect()
     }
 
+    fn model_rgb(&self, image: &DynamicImage) -> Option<image::RgbImage> {
+        match image {
+            DynamicImage::ImageRgb8(_) => None,
+            other => Some(self.preprocessor.model_rgb(other).into_owned()),
+        }
+    }
+
     fn prepare_grid(&self, image: &DynamicImage, rows: usize, cols: usize) -> pixio::Result<Tensor> {
         if image.width() == 0 || image.height() == 0 || rows == 0 || cols == 0 {
             return Err(pixio::Error::Input("empty image or grid".into()));
         }
         let p = self.patch_size();
         let (w, h) = (cols * p, rows * p);
-        // RGB8 pixels (most photos) are borrowed, not copied: the square input borrows them too,
-        // so a decoded photo is held once, plus at most one converted copy at a time.
-        let rgb: std::borrow::Cow<'_, image::RgbImage> = match image {
-            DynamicImage::ImageRgb8(rgb) => std::borrow::Cow::Borrowed(rgb),
-            other => std::borrow::Cow::Owned(pixio::to_rgb(other)),
-        };
+        // RGB8 pixels (most photos) are borrowed, not copied, as the square input borrows them.
+        let rgb = self.preprocessor.model_rgb(image);
         let cfg = self.preprocessor.config();
         let resized = if (rgb.width() as usize, rgb.height() as usize) == (w, h) {
             rgb.into_owned()
