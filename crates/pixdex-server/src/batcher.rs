@@ -227,7 +227,9 @@ mod tests {
         let (red, blue) = (square(&fake, [200, 10, 10], false), square(&fake, [10, 10, 200], true));
         let img = image::DynamicImage::ImageRgb8(image::RgbImage::from_pixel(9, 7, image::Rgb([5, 90, 5])));
         let (small, large) = (fake.prepare_grid(&img, 2, 3).unwrap(), fake.prepare_grid(&img, 3, 3).unwrap());
-        let config = BatchingConfig { max_batch: 16, max_wait: Duration::from_millis(300), max_queue: 16 };
+        // A window long enough that all five join it even on a loaded two-core machine (300 ms
+        // was missed once while a build ran beside the tests).
+        let config = BatchingConfig { max_batch: 16, max_wait: Duration::from_millis(2000), max_queue: 16 };
         let batcher = QueryBatcher::start(Arc::new(FakeEncoder::default()), config).unwrap();
         let (r, b, r2, g1, g2) = tokio::join!(
             batcher.embed(red.clone()),

@@ -55,7 +55,7 @@ pub(crate) struct HnswIndex {
     search_ef: Option<(usize, usize)>,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 struct State {
     generation: u64,
     dim: usize,
@@ -70,6 +70,17 @@ struct State {
     /// before the check: such a dump is rebuilt once.
     #[serde(default)]
     files: Option<Vec<(String, u64, String)>>,
+    /// BLAKE3 (hex) of this state written without it: a damaged file that still parses (a
+    /// changed tombstone would hide or show an image) is rebuilt rather than trusted.
+    #[serde(default)]
+    checksum: Option<String>,
+}
+
+impl State {
+    fn digest(&self) -> String {
+        let unsigned = State { checksum: None, ..self.clone() };
+        blake3::hash(&serde_json::to_vec(&unsigned).expect("state serialises")).to_hex().to_string()
+    }
 }
 
 /// Recall@10 the default beam width is chosen to reach.
@@ -282,8 +293,17 @@ impl HnswIndex {
         let mut tombstones: Vec<u64> = self.table.entries().filter(|(_, live)| !live).map(|(id, _)| id).collect();
         tombstones.sort_unstable();
         let files = Some(dump_files(&tmp)?);
-        let state =
-            State { generation, dim: self.dim(), basename, members, tombstones, search_ef: self.search_ef, files };
+        let mut state = State {
+            generation,
+            dim: self.dim(),
+            basename,
+            members,
+            tombstones,
+            search_ef: self.search_ef,
+            files,
+            checksum: None,
+        };
+        state.checksum = Some(state.digest());
         let state_path = tmp.join("state.json");
         let json = serde_json::to_vec(&state).expect("state serialises");
         std::fs::write(&state_path, json).map_err(io_err(&state_path))?;
@@ -304,6 +324,17 @@ impl HnswIndex {
     pub(crate) fn load(dir: &Path) -> Option<(Self, u64)> {
         let path = dir.join("hnsw");
         let state: State = serde_json::from_slice(&std::fs::read(path.join("state.json")).ok()?).ok()?;
+        match &state.checksum {
+            Some(sum) if *sum == state.digest() => {}
+            Some(_) => {
+                tracing::warn!(path = %path.display(), "damaged HNSW state file; rebuilding");
+                return None;
+            }
+            None => {
+                tracing::info!(path = %path.display(), "HNSW state without a checksum (older version); rebuilding");
+                return None;
+            }
+        }
         match &state.files {
             None => {
                 tracing::info!(path = %path.display(), "HNSW index without checksums (older version); rebuilding");
