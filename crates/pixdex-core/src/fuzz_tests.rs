@@ -5,7 +5,7 @@
 //! fixed budget (`PIXDEX_FUZZ_CASES` raises it).
 
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestRunner};
+use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 
 use crate::codec::{PatchCodec, decode_region, encode_region};
 use crate::region_grid::RegionFrame;
@@ -17,8 +17,19 @@ fn cases(default: u32) -> u32 {
     std::env::var("PIXDEX_FUZZ_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(default)
 }
 
+/// The cases to run: a fixed draw (CI checks the same cases every run), unless
+/// `PIXDEX_FUZZ_SEED` names another seed or says `random` (exploring is a local choice).
 fn runner(cases: u32) -> TestRunner {
-    TestRunner::new(Config { cases, failure_persistence: None, ..Config::default() })
+    let config = Config { cases, failure_persistence: None, ..Config::default() };
+    match std::env::var("PIXDEX_FUZZ_SEED").as_deref() {
+        Ok("random") => TestRunner::new(config),
+        other => {
+            let seed: u64 = other.ok().and_then(|s| s.parse().ok()).unwrap_or(17);
+            let mut bytes = [0u8; 32];
+            bytes[..8].copy_from_slice(&seed.to_le_bytes());
+            TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &bytes))
+        }
+    }
 }
 
 fn grid(rows: usize, cols: usize, dim: usize) -> PatchGrid {

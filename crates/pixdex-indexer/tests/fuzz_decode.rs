@@ -12,7 +12,7 @@ use pixdex_indexer::decode::{DecodeLimits, DecodedImage, decode_bytes, decode_by
 use pixdex_indexer::encoder::{Encoder, PixioEncoder};
 use pixdex_indexer::inputs::{InputKinds, ModelInputs};
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestRunner};
+use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
@@ -139,6 +139,21 @@ fn apply(bytes: &mut Vec<u8>, edit: &Edit) {
     }
 }
 
+/// The cases to run: a fixed draw (CI checks the same cases every run), unless
+/// `PIXDEX_FUZZ_SEED` names another seed or says `random` (exploring is a local choice).
+fn runner(cases: u32) -> TestRunner {
+    let config = Config { cases, failure_persistence: None, ..Config::default() };
+    match std::env::var("PIXDEX_FUZZ_SEED").as_deref() {
+        Ok("random") => TestRunner::new(config),
+        other => {
+            let seed: u64 = other.ok().and_then(|s| s.parse().ok()).unwrap_or(17);
+            let mut bytes = [0u8; 32];
+            bytes[..8].copy_from_slice(&seed.to_le_bytes());
+            TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &bytes))
+        }
+    }
+}
+
 fn cases() -> u32 {
     std::env::var("PIXDEX_FUZZ_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(4000)
 }
@@ -157,7 +172,7 @@ fn mutated_images_decode_to_an_error_or_to_sane_model_inputs() {
     // Small limits keep a case fast whatever a mutated header claims.
     let limits = DecodeLimits { max_pixels: 4_000_000, max_alloc_bytes: 256 << 20, ..DecodeLimits::default() };
     let min = InputKinds::STORED.min_decoded_size(encoder());
-    let mut runner = TestRunner::new(Config { cases: cases(), failure_persistence: None, ..Config::default() });
+    let mut runner = runner(cases());
     let (decoded, refused) = (std::cell::Cell::new(0usize), std::cell::Cell::new(0usize));
     let strategy = (0..seeds.len(), prop::collection::vec(edit(), 1..6), any::<bool>());
     runner

@@ -11,11 +11,26 @@ use pixdex_server::convert::{DuplicatesOfQuery, IndexJobRequest, RegionSearch, S
 use pixdex_server::pb;
 use pixdex_server::pb::search_request::Query;
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestRunner};
+use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use prost::Message;
 
 fn cases(default: u32) -> u32 {
     std::env::var("PIXDEX_FUZZ_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(default)
+}
+
+/// The cases to run: a fixed draw (CI checks the same cases every run), unless
+/// `PIXDEX_FUZZ_SEED` names another seed or says `random` (exploring is a local choice).
+fn runner(cases: u32) -> TestRunner {
+    let config = Config { cases, failure_persistence: None, ..Config::default() };
+    match std::env::var("PIXDEX_FUZZ_SEED").as_deref() {
+        Ok("random") => TestRunner::new(config),
+        other => {
+            let seed: u64 = other.ok().and_then(|s| s.parse().ok()).unwrap_or(17);
+            let mut bytes = [0u8; 32];
+            bytes[..8].copy_from_slice(&seed.to_le_bytes());
+            TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &bytes))
+        }
+    }
 }
 
 fn run<S: Strategy>(name: &str, default: u32, strategy: S, test: impl Fn(S::Value) -> Result<bool, TestCaseError>)
@@ -23,7 +38,7 @@ where
     S::Value: std::fmt::Debug,
 {
     let cases = cases(default);
-    let mut runner = TestRunner::new(Config { cases, failure_persistence: None, ..Config::default() });
+    let mut runner = runner(cases);
     let accepted = std::cell::Cell::new(0usize);
     runner
         .run(&strategy, |v| {
