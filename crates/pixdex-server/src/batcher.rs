@@ -158,18 +158,22 @@ fn embed_group(encoder: &dyn Encoder, group: Vec<Pending>, counters: &BatcherCou
             Pending::Region { input, reply } => regions.push((input, reply)),
         }
     }
+    // Counted before anyone is answered, so that a caller who reads the stats after its answer
+    // sees its own pass.
     if !squares.is_empty() {
         let (inputs, replies): (Vec<Vec<Tensor>>, Vec<_>) = squares.into_iter().unzip();
         let inputs: Vec<&[Tensor]> = inputs.iter().map(Vec::as_slice).collect();
         let results =
             embed_images(encoder, &inputs).map(|r| r.into_iter().map(|r| r.map_err(ServiceError::Model)).collect());
+        forward_pass_done(counters, images, started.elapsed());
         answer(replies, results);
     }
     if !regions.is_empty() {
         let (inputs, replies): (Vec<Tensor>, Vec<_>) = regions.into_iter().unzip();
-        answer(replies, embed_region_grids(encoder, &inputs).map(|grids| grids.into_iter().map(Ok).collect()));
+        let results = embed_region_grids(encoder, &inputs).map(|grids| grids.into_iter().map(Ok).collect());
+        forward_pass_done(counters, images, started.elapsed());
+        answer(replies, results);
     }
-    forward_pass_done(counters, images, started.elapsed());
 }
 
 /// Sends each caller its result, or the pass's error to all of them.
