@@ -224,7 +224,7 @@ fn main() -> anyhow::Result<()> {
         ids.insert(record.path.strip_prefix(&lib)?.to_path_buf(), id);
     }
     let n_db = ids.len();
-    let (region_bytes, region_grids) = collection.region_storage();
+    let (region_bytes, region_grids) = collection.region_storage()?;
     let reduction = collection.region_reduction().ok_or_else(|| anyhow::anyhow!("no region grids stored"))?;
 
     // 3. Full-precision reference grids (the stored ones are PCA-128 int8).

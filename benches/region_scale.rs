@@ -100,7 +100,7 @@ fn main() -> anyhow::Result<()> {
         c.commit(batch, &[])?;
     }
     let fill_s = t.elapsed().as_secs_f64();
-    let (bytes, grids) = c.region_storage();
+    let (bytes, grids) = c.region_storage()?;
     let ids: Vec<ImageId> = c.records().map(|r| r.map(|(id, _)| id)).collect::<Result<_, _>>()?;
 
     // The index job's flush builds the candidate index and writes it beside the collection.

@@ -208,7 +208,7 @@ fn kill_9_mid_job_leaves_a_collection_that_opens_and_resumes() {
     child.wait().unwrap();
     {
         let c = Collection::open(&db).expect("the collection opens after kill -9");
-        let done = c.len();
+        let done = c.len().unwrap();
         eprintln!("{done} of {n} images were committed before the kill");
         for r in c.records() {
             let (id, rec) = r.unwrap();
@@ -219,7 +219,7 @@ fn kill_9_mid_job_leaves_a_collection_that_opens_and_resumes() {
     let out = index(&root, &db, &[]);
     assert!(out.contains(&format!("{n} images")), "{out}");
     let c = Collection::open(&db).unwrap();
-    assert_eq!(c.len(), n as usize);
+    assert_eq!(c.len().unwrap(), n as usize);
     assert_eq!(c.vector_count(), n as usize);
 }
 
@@ -287,11 +287,11 @@ fn ctrl_c_stops_cleanly_after_the_current_batch() {
         // The job won the race and finished first.
         assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     }
-    let done = Collection::open(&db).unwrap().len();
+    let done = Collection::open(&db).unwrap().len().unwrap();
     eprintln!("{done} of {n} images written before Ctrl-C");
     let resumed = index(&root, &db, &[]);
     assert!(resumed.contains(&format!("{done} unchanged")), "{resumed}");
-    assert_eq!(Collection::open(&db).unwrap().len(), n as usize);
+    assert_eq!(Collection::open(&db).unwrap().len().unwrap(), n as usize);
 }
 
 /// Files the crawl leaves out but that still exist (excluded by a glob, hidden) keep their records.

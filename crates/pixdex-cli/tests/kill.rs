@@ -155,7 +155,7 @@ fn check_after_kill(
         assert!(found.first().is_some_and(|h| h.hit.id == id || h.hit.score > 0.99999), "{context}: {found:?}");
         assert!(stored.insert(rec.path.clone(), rec.blake3).is_none(), "{context}: two records for a path");
     }
-    assert_eq!(c.vector_count(), c.len(), "{context}: vectors without records or records without vectors");
+    assert_eq!(c.vector_count(), c.len().unwrap(), "{context}: vectors without records or records without vectors");
     for (path, hash) in &stored {
         if path.is_absolute() {
             let had = lib.history.get(path).is_some_and(|h| h.contains(hash));

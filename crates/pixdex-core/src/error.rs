@@ -13,6 +13,14 @@ pub enum Error {
         /// The cause.
         source: sled::Error,
     },
+    /// A store other than sled failed (a database unreachable, a query refused).
+    #[error("collection store at {location}: {reason}")]
+    Backend {
+        /// Where the store is (a URL without its password).
+        location: String,
+        /// What failed.
+        reason: String,
+    },
     /// Another process (a running `pixdex serve`?) holds the collection.
     #[error("the collection at {path} is in use by another pixdex process")]
     Locked {
@@ -76,6 +84,11 @@ pub enum Error {
         /// The cause.
         source: std::io::Error,
     },
+}
+
+/// A stored value that does not decode.
+pub(crate) fn corrupt(what: &str, reason: impl ToString) -> Error {
+    Error::Corrupt { what: what.to_string(), reason: reason.to_string() }
 }
 
 /// `Result` with [`Error`].

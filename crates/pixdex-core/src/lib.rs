@@ -1,7 +1,7 @@
 //! The pixdex collection. This crate owns everything about a folder of images' embeddings once
 //! they are computed: the records and what a collection is pinned to (model fingerprint,
-//! embedding definition, dimension), the store (sled is the truth: one tree per kind of value,
-//! every index derived from it and rebuildable), the byte encodings of vectors and grids, the
+//! embedding definition, dimension), the store (the truth: sled by default, one tree per kind of
+//! value, or another [`Store`]; every index derived from it and rebuildable), the byte encodings of vectors and grids, the
 //! HNSW lifecycle over the global vectors, the region candidate index, and the queries (similar
 //! images, regions, duplicates). It knows nothing of gRPC, the CLI, or how images are found,
 //! decoded or embedded: callers bring vectors and grids, and a closure where a region query
@@ -13,7 +13,8 @@
 //! * `region_grid`: [`RegionGrid`], [`RegionFrame`], [`PixelBox`] (region data and box
 //!   arithmetic); `region_reduction`: [`RegionReduction`] (centred PCA of region tokens).
 //! * `codec`: [`PatchCodec`] and the stored region grid format; `schema`: tree names and keys.
-//! * `collection`: [`Collection`] (opening, locking, typed reads) and its write path.
+//! * `store`: the [`Store`] boundary (where the truth lives) and [`SledStore`], the default.
+//! * `collection`: [`Collection`] (opening, pinning, typed reads) and its write path.
 //! * `index`: the HNSW graph and its lifecycle, exact top-k, the region inverted file.
 //! * `query`: [`Collection::search_similar`], [`Collection::search_region`],
 //!   [`Collection::find_duplicates`] and [`Collection::duplicates_of`].
@@ -29,6 +30,7 @@ mod records;
 mod region_grid;
 mod region_reduction;
 mod schema;
+mod store;
 pub use schema::SCHEMA_VERSION;
 mod vectors;
 
@@ -48,4 +50,5 @@ pub use query::{
 pub use records::{CollectionConfig, Embedding, Hit, ImageId, ImageRecord, ImageStatus, NewImage};
 pub use region_grid::{PixelBox, REGION_DIM, RegionFrame, RegionGrid, region_grid_shape};
 pub use region_reduction::RegionReduction;
+pub use store::{Entries, NearestFilter, SledStore, Store, StoredImage, StoredValues, ValueKind};
 pub use vectors::{DedupViews, PatchGrid, UnitVector};

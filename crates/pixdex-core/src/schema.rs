@@ -1,4 +1,5 @@
-//! The sled layout: tree names and key encodings, in one place.
+//! The sled layout ([`crate::SledStore`]): tree names and key encodings, in one place. The meta
+//! keys are every store's.
 //!
 //! * `images`: id → [`crate::ImageRecord`] (JSON)
 //! * `by_path`: path bytes → id
@@ -25,17 +26,17 @@ pub(crate) const FLIPPED_PATCHES: &str = "flipped_patches";
 pub(crate) const REGIONS: &str = "regions";
 pub(crate) const META: &str = "meta";
 
-pub(crate) const META_CONFIG: &[u8] = b"config";
+pub(crate) const META_CONFIG: &str = "config";
 /// Incremented by every committed write batch; the HNSW files record the generation they reflect.
-pub(crate) const META_GENERATION: &[u8] = b"generation";
+pub(crate) const META_GENERATION: &str = "generation";
 /// The region reduction, fitted on the first region grids stored and fixed from then on.
-pub(crate) const META_REGION_REDUCTION: &[u8] = b"region_reduction";
+pub(crate) const META_REGION_REDUCTION: &str = "region_reduction";
 
 /// The version of this layout (trees, keys, record and vector encodings). A collection written
 /// by a newer pixdex is refused rather than misread; an older one is migrated at open.
 pub const SCHEMA_VERSION: u32 = 1;
 /// Where the version is kept (absent in collections from before it was: version 1's layout).
-pub(crate) const META_SCHEMA_VERSION: &[u8] = b"schema_version";
+pub(crate) const META_SCHEMA_VERSION: &str = "schema_version";
 
 pub(crate) fn id_key(id: u64) -> [u8; 8] {
     id.to_be_bytes()

@@ -164,6 +164,7 @@ impl Metrics {
             })
             .await
             .map_err(|e| format!("reading the collection size: {e}"))?;
+            let images = images.map_err(|e| format!("counting the collection's images: {e}"))?;
             self.images.set(gauge(images as u64));
             self.vectors.set(gauge(vectors as u64));
             self.disk_bytes.set(gauge(disk));

@@ -55,6 +55,11 @@ impl From<ServiceError> for Status {
                 C::InvalidVector(_) | C::InvalidQuery(_) => Status::invalid_argument(msg),
                 C::NotFound(_) => Status::not_found(msg),
                 C::ModelMismatch { .. } | C::NoRegionGrids | C::NewerSchema { .. } => Status::failed_precondition(msg),
+                // The database is unreachable or refused the query: worth retrying.
+                C::Backend { .. } => {
+                    tracing::error!(error = %msg, "collection store error");
+                    Status::unavailable(msg)
+                }
                 C::Locked { .. } | C::Store { .. } | C::Corrupt { .. } | C::Index { .. } | C::Io { .. } => {
                     tracing::error!(error = %msg, "collection error");
                     Status::internal(msg)

@@ -172,7 +172,7 @@ fn index_offline(args: &IndexArgs) -> anyhow::Result<ExitCode> {
     let progress = Bar::new(args.quiet)?;
     let report = run_index_job(&collection, &encoder, &options, &progress, &cancel)?;
     progress.bar.finish_and_clear();
-    let summary = Summary::from_report(&report, &db, collection.len());
+    let summary = Summary::from_report(&report, &db, collection.len()?);
     summary.print();
     Ok(summary.exit_code())
 }

@@ -1,8 +1,8 @@
-//! [`Collection`]: one folder holding a sled database (the truth) and an HNSW cache of its global
-//! vectors. This module opens it (creating it pinned to a model, waiting out sled's lock of a
-//! collection dropped a moment ago) and holds its state; `read` has the per-tree accessors,
-//! `write` the write path. The HNSW lifecycle is in [`crate::index`], the queries in
-//! [`crate::query`].
+//! [`Collection`]: a collection's truth in a [`Store`] (sled in a folder by default, or
+//! PostgreSQL + pgvector) and the indexes derived from it in a local folder (the HNSW graph of
+//! its global vectors, the region index). This module opens it (pinning it to a model) and holds
+//! its state; `read` has the typed reads, `write` the write path. The HNSW lifecycle is in
+//! [`crate::index`], the queries in [`crate::query`].
 
 mod read;
 mod write;
@@ -10,6 +10,7 @@ mod write;
 use parking_lot::{Mutex, RwLock};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use crate::error::{Error, Result};
 use crate::index::hnsw::HnswIndex;
@@ -17,23 +18,21 @@ use crate::index::patch_ivf::PatchIvf;
 use crate::records::{CollectionConfig, ImageRecord};
 use crate::region_reduction::RegionReduction;
 use crate::schema;
+use crate::store::{SledStore, Store};
 use std::collections::HashMap;
 
-/// A folder of images' embeddings.
+pub(crate) use crate::error::corrupt;
+
+/// A collection of images' embeddings.
 pub struct Collection {
+    /// Where the derived indexes are saved (the collection folder for sled).
     dir: PathBuf,
-    db: sled::Db,
-    images: sled::Tree,
-    by_path: sled::Tree,
-    by_hash: sled::Tree,
-    global: sled::Tree,
-    patches: sled::Tree,
-    views: sled::Tree,
-    flipped_patches: sled::Tree,
-    regions: sled::Tree,
-    meta: sled::Tree,
+    pub(crate) store: Box<dyn Store>,
     config: CollectionConfig,
     pub(crate) index: RwLock<HnswIndex>,
+    /// The store generation the graph was last caught up to, for stores other processes write
+    /// to ([`Store::is_shared`]); `u64::MAX` when unknown.
+    pub(crate) graph_generation: AtomicU64,
     /// The region reduction, once the first region grid was stored.
     region_reduction: RwLock<Option<Arc<RegionReduction>>>,
     /// Serialises fitting the region reduction.
@@ -44,38 +43,9 @@ pub struct Collection {
     /// Stage 1 of region search, built on the first region query.
     pub(crate) region_index: Mutex<Option<PatchIvf>>,
     /// Every record in RAM, once [`Collection::cache_records`] was called (a server does): a
-    /// search then reads no sled and decodes no JSON per result. Writers keep it in step under
-    /// its write lock.
+    /// search then reads no store and decodes no JSON per result. Writers keep it in step under
+    /// its write lock. Never used for shared stores (other processes write to them).
     record_cache: RwLock<Option<HashMap<u64, ImageRecord>>>,
-}
-
-fn store_err(dir: &Path) -> impl Fn(sled::Error) -> Error + '_ {
-    move |source| match &source {
-        sled::Error::Io(e) if e.to_string().contains("lock") => Error::Locked { path: dir.to_path_buf() },
-        _ => Error::Store { path: dir.to_path_buf(), source },
-    }
-}
-
-pub(crate) fn corrupt(what: &str, reason: impl ToString) -> Error {
-    Error::Corrupt { what: what.to_string(), reason: reason.to_string() }
-}
-
-/// Refuses a layout newer than this build's; records the current one on an older (or new)
-/// collection. Version 1 is the layout collections had before the version was recorded, so
-/// there is nothing to migrate yet.
-fn check_schema_version(dir: &Path, meta: &sled::Tree) -> Result<()> {
-    let err = store_err(dir);
-    let found = match meta.get(schema::META_SCHEMA_VERSION).map_err(&err)? {
-        Some(v) => u32::from_be_bytes(v.as_ref().try_into().map_err(|_| corrupt("schema_version", "not a u32"))?),
-        None => 0,
-    };
-    if found > schema::SCHEMA_VERSION {
-        return Err(Error::NewerSchema { path: dir.to_path_buf(), found, supported: schema::SCHEMA_VERSION });
-    }
-    if found < schema::SCHEMA_VERSION {
-        meta.insert(schema::META_SCHEMA_VERSION, &schema::SCHEMA_VERSION.to_be_bytes()).map_err(&err)?;
-    }
-    Ok(())
 }
 
 /// Temporary files and folders a crashed process left mid-save (`hnsw.tmp-PID`,
@@ -112,76 +82,45 @@ impl Collection {
     }
 
     fn open_with(dir: &Path, wanted: Option<&CollectionConfig>) -> Result<Self> {
-        let err = store_err(dir);
-        if wanted.is_none() && !dir.join("db").exists() {
-            return Err(Error::Io {
-                path: dir.to_path_buf(),
-                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no pixdex collection here"),
-            });
-        }
-        std::fs::create_dir_all(dir).map_err(|source| Error::Io { path: dir.to_path_buf(), source })?;
-        // sled releases its file lock only when its background flusher drops the last handle,
-        // a little after the previous `Collection` in this process was dropped: retry briefly
-        // before reporting the collection as locked.
-        let mut attempts = 0;
-        let db = loop {
-            match sled::Config::new().path(dir.join("db")).cache_capacity(256 << 20).open().map_err(&err) {
-                Err(Error::Locked { .. }) if attempts < 20 => {
-                    attempts += 1;
-                    std::thread::sleep(std::time::Duration::from_millis(50));
-                }
-                other => break other?,
-            }
+        let store = SledStore::open(dir, wanted.is_some())?;
+        Self::open_store(Box::new(store), dir, wanted)
+    }
+
+    /// Opens the collection in `store`, pinning it to `wanted` if it pins nothing yet (with
+    /// `None`, whatever it pins). Derived indexes are kept in `index_dir` (created if needed).
+    pub fn open_store(store: Box<dyn Store>, index_dir: &Path, wanted: Option<&CollectionConfig>) -> Result<Self> {
+        std::fs::create_dir_all(index_dir).map_err(|source| Error::Io { path: index_dir.to_path_buf(), source })?;
+        remove_stale_temporaries(index_dir);
+        let parse = |bytes: &[u8]| -> Result<CollectionConfig> {
+            serde_json::from_slice(bytes).map_err(|e| corrupt("config", e))
         };
-        let tree = |name: &str| db.open_tree(name).map_err(&err);
-        let (images, by_path, by_hash, global, patches, views, flipped_patches, regions, meta) = (
-            tree(schema::IMAGES)?,
-            tree(schema::BY_PATH)?,
-            tree(schema::BY_HASH)?,
-            tree(schema::GLOBAL)?,
-            tree(schema::PATCHES)?,
-            tree(schema::VIEWS)?,
-            tree(schema::FLIPPED_PATCHES)?,
-            tree(schema::REGIONS)?,
-            tree(schema::META)?,
-        );
-        check_schema_version(dir, &meta)?;
-        remove_stale_temporaries(dir);
-        let stored: Option<CollectionConfig> = match meta.get(schema::META_CONFIG).map_err(&err)? {
-            Some(bytes) => Some(serde_json::from_slice(&bytes).map_err(|e| corrupt("config", e))?),
-            None => None,
+        let stored = store.meta(schema::META_CONFIG)?.map(|b| parse(&b)).transpose()?;
+        let stored = match (stored, wanted) {
+            (None, Some(w)) => {
+                // Another writer may pin it at the same moment: whichever got there first wins.
+                let json = serde_json::to_vec(w).expect("config serialises");
+                Some(parse(&store.meta_insert_if_absent(schema::META_CONFIG, &json)?)?)
+            }
+            (stored, _) => stored,
         };
         let config = match (stored, wanted) {
             (Some(s), Some(w)) if !s.is_compatible(w) => {
                 return Err(Error::ModelMismatch { expected: s.describe(), found: w.describe() });
             }
             (Some(s), _) => s,
-            (None, Some(w)) => {
-                meta.insert(schema::META_CONFIG, serde_json::to_vec(w).expect("config serialises")).map_err(&err)?;
-                db.flush().map_err(&err)?;
-                w.clone()
-            }
-            (None, None) => return Err(corrupt("config", "collection has no config")),
+            (None, _) => return Err(corrupt("config", "collection has no config")),
         };
-        let index = RwLock::new(HnswIndex::new(config.dim, 0));
-        let region_reduction = match meta.get(schema::META_REGION_REDUCTION).map_err(&err)? {
+        store.pin_dimension(config.dim)?;
+        let region_reduction = match store.meta(schema::META_REGION_REDUCTION)? {
             Some(bytes) => Some(Arc::new(RegionReduction::from_bytes(&bytes)?)),
             None => None,
         };
         let c = Self {
-            dir: dir.to_path_buf(),
-            db,
-            images,
-            by_path,
-            by_hash,
-            global,
-            patches,
-            views,
-            flipped_patches,
-            regions,
-            meta,
+            dir: index_dir.to_path_buf(),
+            store,
+            index: RwLock::new(HnswIndex::new(config.dim, 0)),
+            graph_generation: AtomicU64::new(u64::MAX),
             config,
-            index,
             region_reduction: RwLock::new(region_reduction),
             region_fit: Mutex::new(()),
             commit_lock: Mutex::new(()),
@@ -192,7 +131,7 @@ impl Collection {
         Ok(c)
     }
 
-    /// The folder.
+    /// The folder of the derived indexes (for sled, the collection's folder).
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -204,39 +143,62 @@ impl Collection {
 
     /// Counter of committed write batches.
     pub fn generation(&self) -> Result<u64> {
-        Ok(self
-            .meta
-            .get(schema::META_GENERATION)
-            .map_err(store_err(&self.dir))?
-            .and_then(|v| Some(u64::from_be_bytes(v.as_ref().try_into().ok()?)))
-            .unwrap_or(0))
+        self.store.generation()
+    }
+
+    /// Where the truth is kept (a folder, or a database URL without its password).
+    pub fn location(&self) -> String {
+        self.store.location()
     }
 
     /// Number of image records (embedded and failed).
-    pub fn len(&self) -> usize {
-        self.images.len()
+    pub fn len(&self) -> Result<usize> {
+        self.store.record_count()
     }
 
     /// Whether there are no records.
-    pub fn is_empty(&self) -> bool {
-        self.images.is_empty()
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
     }
 
     /// Number of stored global vectors.
     pub fn vector_count(&self) -> usize {
         // sled's `Tree::len` walks the whole tree (3 ms at 10k vectors); the graph mirrors the
-        // `global` tree and counts in O(1).
+        // stored global vectors and counts in O(1).
+        if let Err(e) = self.refresh_graph() {
+            tracing::warn!(error = %e, "cannot catch the graph up with the store");
+        }
         self.index.read().live_len()
     }
 
-    /// Bytes on disk of the sled database and the HNSW files.
+    /// Bytes on disk of the store (where it can tell) and the HNSW files.
     pub fn disk_bytes(&self) -> u64 {
-        self.db.size_on_disk().unwrap_or(0) + dir_size(&self.dir.join("hnsw"))
+        self.store.disk_bytes() + dir_size(&self.dir.join("hnsw"))
     }
 
     /// The reduction region tokens go through, once the collection stores region grids.
     pub fn region_reduction(&self) -> Option<Arc<RegionReduction>> {
-        self.region_reduction.read().clone()
+        let known = self.region_reduction.read().clone();
+        if known.is_some() || !self.store.is_shared() {
+            return known;
+        }
+        // Another process may have pinned it since this one opened the collection.
+        let stored = match self.store.meta(schema::META_REGION_REDUCTION) {
+            Ok(Some(bytes)) => RegionReduction::from_bytes(&bytes),
+            Ok(None) => return None,
+            Err(e) => Err(e),
+        };
+        match stored {
+            Ok(r) => {
+                let r = Arc::new(r);
+                *self.region_reduction.write() = Some(r.clone());
+                Some(r)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the region reduction");
+                None
+            }
+        }
     }
 
     /// Refuses a query vector of another dimension than the collection's.
@@ -251,10 +213,9 @@ impl Collection {
         Ok(())
     }
 
-    /// Makes everything committed to sled durable.
+    /// Makes everything committed to the store durable.
     pub(crate) fn flush_store(&self) -> Result<()> {
-        self.db.flush().map_err(store_err(&self.dir))?;
-        Ok(())
+        self.store.flush()
     }
 }
 

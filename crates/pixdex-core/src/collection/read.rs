@@ -1,49 +1,25 @@
-//! Typed reads of the collection's trees: records, ids by path and hash, and each stored vector
-//! or grid by id, decoded. Nothing outside this module and `write` touches a sled tree.
+//! Typed reads: records, ids by path and hash, and each stored vector or grid by id, decoded
+//! from what the [`crate::Store`] keeps.
 
 use std::path::Path;
 
-use super::{Collection, corrupt, store_err};
+use super::Collection;
 use crate::codec::{PatchCodec, decode_region};
 use crate::error::Result;
 use crate::records::{ImageId, ImageRecord};
 use crate::region_grid::RegionFrame;
-use crate::schema;
+use crate::store::ValueKind;
 use crate::vectors::{DedupViews, PatchGrid, UnitVector};
 
-fn decode_record(bytes: &[u8]) -> Result<ImageRecord> {
-    serde_json::from_slice(bytes).map_err(|e| corrupt("image record", e))
-}
-
 impl Collection {
-    /// The value stored under `id` in `tree`, decoded.
+    /// The value of `kind` stored for `id`, decoded.
     fn get_decoded<T>(
         &self,
-        tree: &sled::Tree,
+        kind: ValueKind,
         id: ImageId,
         decode: impl FnOnce(&[u8]) -> Result<T>,
     ) -> Result<Option<T>> {
-        tree.get(schema::id_key(id.0)).map_err(store_err(&self.dir))?.map(|bytes| decode(&bytes)).transpose()
-    }
-
-    /// Whether `tree` holds a value for `id`.
-    fn contains(&self, tree: &sled::Tree, id: ImageId) -> Result<bool> {
-        tree.contains_key(schema::id_key(id.0)).map_err(store_err(&self.dir))
-    }
-
-    /// Id-keyed `entries` with their ids and values decoded; a key that is not an id is
-    /// corrupt `key_what`.
-    fn decoded<'a, T>(
-        &'a self,
-        entries: impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>> + 'a,
-        key_what: &'static str,
-        decode: impl Fn(&[u8]) -> Result<T> + 'a,
-    ) -> impl Iterator<Item = Result<(ImageId, T)>> + 'a {
-        entries.map(move |kv| {
-            let (k, v) = kv.map_err(store_err(&self.dir))?;
-            let id = schema::id_from_key(&k).ok_or_else(|| corrupt(key_what, "bad length"))?;
-            Ok((ImageId(id), decode(&v)?))
-        })
+        self.store.value(kind, id.0)?.map(|bytes| decode(&bytes)).transpose()
     }
 
     /// The record of an image.
@@ -51,19 +27,23 @@ impl Collection {
         if let Some(records) = self.record_cache.read().as_ref() {
             return Ok(records.get(&id.0).cloned());
         }
-        self.get_decoded(&self.images, id, decode_record)
+        self.store.record(id.0)
     }
 
     /// Keeps every record in RAM from now on (about 200 bytes each), so that searches read
-    /// results without sled or JSON: for long-lived processes (the server).
+    /// results without the store or JSON: for long-lived processes (the server). A store other
+    /// processes write to is always read.
     pub fn cache_records(&self) -> Result<()> {
+        if self.store.is_shared() {
+            return Ok(());
+        }
         let mut cache = self.record_cache.write();
         if cache.is_none() {
             // Writers wait on the lock held here, so no commit lands between the walk and the cache.
             let mut records = std::collections::HashMap::new();
-            for entry in self.decoded(self.images.iter(), "image key", decode_record) {
+            for entry in self.store.records() {
                 let (id, record) = entry?;
-                records.insert(id.0, record);
+                records.insert(id, record);
             }
             *cache = Some(records);
         }
@@ -72,90 +52,76 @@ impl Collection {
 
     /// Every record, in id order.
     pub fn records(&self) -> impl Iterator<Item = Result<(ImageId, ImageRecord)>> + '_ {
-        self.decoded(self.images.iter(), "image key", decode_record)
+        self.store.records().map(|e| e.map(|(id, r)| (ImageId(id), r)))
     }
 
     /// The id stored for a path.
     pub fn id_by_path(&self, path: &Path) -> Result<Option<ImageId>> {
-        Ok(self
-            .by_path
-            .get(schema::path_key(path))
-            .map_err(store_err(&self.dir))?
-            .and_then(|v| schema::id_from_key(&v))
-            .map(ImageId))
+        Ok(self.store.id_by_path(path)?.map(ImageId))
     }
 
     /// Ids of the images whose path (or key) starts with `prefix` (a plain string prefix).
     pub fn ids_with_path_prefix(&self, prefix: &str) -> Result<Vec<ImageId>> {
-        self.by_path
-            .scan_prefix(prefix.as_bytes())
-            .values()
-            .map(|v| {
-                let v = v.map_err(store_err(&self.dir))?;
-                schema::id_from_key(&v).map(ImageId).ok_or_else(|| corrupt("path value", "bad length"))
-            })
-            .collect()
+        Ok(self.store.ids_with_path_prefix(prefix)?.into_iter().map(ImageId).collect())
     }
 
     /// Ids of images with this content hash.
     pub fn ids_by_hash(&self, hash: &[u8; 32]) -> Result<Vec<ImageId>> {
-        self.by_hash
-            .scan_prefix(hash)
-            .keys()
-            .map(|k| {
-                let k = k.map_err(store_err(&self.dir))?;
-                schema::id_from_key(&k[32..]).map(ImageId).ok_or_else(|| corrupt("hash key", "bad length"))
-            })
-            .collect()
+        Ok(self.store.ids_by_hash(hash)?.into_iter().map(ImageId).collect())
     }
 
     /// The stored global vector.
     pub fn global_vector(&self, id: ImageId) -> Result<Option<UnitVector>> {
-        self.get_decoded(&self.global, id, |b| UnitVector::from_bytes(b, self.config.dim))
+        self.get_decoded(ValueKind::Global, id, |b| UnitVector::from_bytes(b, self.config.dim))
     }
 
-    /// Calls `f` with every stored global vector, in id order.
-    pub(crate) fn for_each_vector(&self, mut f: impl FnMut(u64, &[f32])) -> Result<()> {
-        for entry in self.decoded(self.global.iter(), "global key", |b| UnitVector::from_bytes(b, self.config.dim)) {
-            let (id, v) = entry?;
-            f(id.0, v.as_slice());
+    /// Calls `f` with every stored global vector of the images from id `from` on, in id order.
+    pub(crate) fn for_each_vector_from(&self, from: u64, mut f: impl FnMut(u64, &[f32])) -> Result<()> {
+        for entry in self.store.values(ValueKind::Global, from, 1) {
+            let (id, bytes) = entry?;
+            f(id, UnitVector::from_bytes(&bytes, self.config.dim)?.as_slice());
         }
         Ok(())
     }
 
+    /// Calls `f` with every stored global vector, in id order.
+    pub(crate) fn for_each_vector(&self, f: impl FnMut(u64, &[f32])) -> Result<()> {
+        self.for_each_vector_from(0, f)
+    }
+
     /// The stored (reduced) patch grid.
     pub fn patch_grid(&self, id: ImageId) -> Result<Option<PatchGrid>> {
-        self.get_decoded(&self.patches, id, PatchCodec::decode)
+        self.get_decoded(ValueKind::Patches, id, PatchCodec::decode)
     }
 
     /// The stored mirrored and grayscale global vectors (absent for images indexed without them).
     pub fn view_vectors(&self, id: ImageId) -> Result<Option<(UnitVector, UnitVector)>> {
-        self.get_decoded(&self.views, id, |b| DedupViews::decode_vectors(b, self.config.dim))
+        self.get_decoded(ValueKind::Views, id, |b| DedupViews::decode_vectors(b, self.config.dim))
     }
 
     /// Whether the image's global vector is stored (without reading it).
     pub fn has_global_vector(&self, id: ImageId) -> Result<bool> {
-        self.contains(&self.global, id)
+        self.store.has_value(ValueKind::Global, id.0)
     }
 
     /// Whether the image's mirrored and grayscale views are stored.
     pub fn has_view_vectors(&self, id: ImageId) -> Result<bool> {
-        self.contains(&self.views, id)
+        self.store.has_value(ValueKind::Views, id.0)
     }
 
     /// The stored (reduced) patch grid of the mirrored view.
     pub fn flipped_patch_grid(&self, id: ImageId) -> Result<Option<PatchGrid>> {
-        self.get_decoded(&self.flipped_patches, id, PatchCodec::decode)
+        self.get_decoded(ValueKind::FlippedPatches, id, PatchCodec::decode)
     }
 
     /// The image's stored region grid (reduced tokens) and its frame.
     pub fn region_grid(&self, id: ImageId) -> Result<Option<(RegionFrame, PatchGrid)>> {
-        self.get_decoded(&self.regions, id, decode_region)
+        self.get_decoded(ValueKind::Region, id, decode_region)
     }
 
     /// Whether the image's region grid is stored.
     pub fn has_region_grid(&self, id: ImageId) -> Result<bool> {
-        self.contains(&self.regions, id)
+        self.store.has_value(ValueKind::Region, id.0)
     }
 
     /// Every `step`-th stored region grid (1: all of them) of the images from id `from` on, in id
@@ -165,20 +131,15 @@ impl Collection {
         from: ImageId,
         step: usize,
     ) -> impl Iterator<Item = Result<(ImageId, (RegionFrame, PatchGrid))>> + '_ {
-        // Stepping over the raw entries decodes only the grids asked for.
-        let entries = self.regions.range(schema::id_key(from.0)..).step_by(step.max(1));
-        self.decoded(entries, "region key", decode_region)
+        self.store.values(ValueKind::Region, from.0, step).map(|e| {
+            let (id, bytes) = e?;
+            Ok((ImageId(id), decode_region(&bytes)?))
+        })
     }
 
     /// Bytes of the stored region grids, and how many there are.
-    pub fn region_storage(&self) -> (u64, usize) {
-        let mut bytes = 0u64;
-        let mut n = 0;
-        for (_, v) in self.regions.iter().flatten() {
-            bytes += v.len() as u64;
-            n += 1;
-        }
-        (bytes, n)
+    pub fn region_storage(&self) -> Result<(u64, usize)> {
+        self.store.value_bytes(ValueKind::Region)
     }
 }
 

@@ -1,28 +1,17 @@
-//! The write path: [`Collection::commit`] (one sled transaction per batch, flushed, then the
-//! derived HNSW graph), record updates, and pinning the region reduction.
+//! The write path: [`Collection::commit`] (one atomic, durable store commit per batch, then
+//! the derived HNSW graph), record updates, and pinning the region reduction.
 
-use sled::Transactional;
-use sled::transaction::{ConflictableTransactionError, TransactionError};
 use std::sync::Arc;
 
-use super::{Collection, corrupt, store_err};
+use super::Collection;
 use crate::codec::encode_region;
 use crate::error::{Error, Result};
 use crate::records::{Embedding, ImageId, ImageRecord, NewImage};
 use crate::region_grid::{REGION_DIM, RegionGrid};
 use crate::region_reduction::RegionReduction;
 use crate::schema;
+use crate::store::{StoredImage, StoredValues, ValueKind};
 use crate::vectors::{PatchGrid, UnitVector};
-
-/// An image's values as stored.
-struct EncodedImage {
-    record: Vec<u8>,
-    global: Option<Vec<u8>>,
-    patches: Option<Vec<u8>>,
-    views: Option<Vec<u8>>,
-    flipped_patches: Option<Vec<u8>>,
-    region: Option<Vec<u8>>,
-}
 
 impl Collection {
     /// Adds `upserts` (replacing any image at the same path) and deletes `removals`, atomically:
@@ -37,24 +26,28 @@ impl Collection {
         let removed = self.replaced_ids(&upserts, removals)?;
         let old_records: Vec<(u64, ImageRecord)> = removed
             .iter()
-            .filter_map(|&id| self.get(ImageId(id)).transpose().map(|r| r.map(|r| (id, r))))
+            .filter_map(|&id| self.store.record(id).transpose().map(|r| r.map(|r| (id, r))))
             .collect::<Result<_>>()?;
-        let ids: Vec<u64> =
-            upserts.iter().map(|_| self.db.generate_id()).collect::<sled::Result<_>>().map_err(store_err(&self.dir))?;
+        let ids = self.store.allocate_ids(upserts.len())?;
         let reduction = self.reduction_for(&upserts)?;
-        let encoded: Vec<EncodedImage> =
-            upserts.iter().map(|u| self.encode_values(u, reduction.as_deref())).collect::<Result<_>>()?;
-        {
+        let stored: Vec<StoredImage> = upserts
+            .into_iter()
+            .zip(&ids)
+            .map(|(u, &id)| {
+                let values = self.encode_values(&u, reduction.as_deref())?;
+                Ok(StoredImage { id, record: u.record, values })
+            })
+            .collect::<Result<_>>()?;
+        let removed = {
             let mut cache = self.record_cache.write();
-            self.write_transaction(&old_records, &upserts, &ids, &encoded)?;
+            let removed = self.store.commit(&old_records, &stored)?;
             if let Some(records) = cache.as_mut() {
                 removed.iter().for_each(|id| _ = records.remove(id));
-                records.extend(ids.iter().zip(&upserts).map(|(id, u)| (*id, u.record.clone())));
+                records.extend(stored.iter().map(|s| (s.id, s.record.clone())));
             }
-        }
-        // Durable before acknowledging: a kill -9 after this returns loses nothing of it.
-        self.flush_store()?;
-        self.update_graph(&removed, &ids, &encoded);
+            removed
+        };
+        self.update_graph(&removed, &stored);
         Ok(ids.into_iter().map(ImageId).collect())
     }
 
@@ -104,120 +97,49 @@ impl Collection {
         Ok(Some(self.ensure_region_reduction(&region_grids.iter().map(|g| &g.tokens).collect::<Vec<_>>())?))
     }
 
-    /// The bytes each tree stores for one upsert: encoded from its vectors, or copied as stored
-    /// from the image it is a copy of.
-    fn encode_values(&self, u: &NewImage, reduction: Option<&RegionReduction>) -> Result<EncodedImage> {
-        let record = serde_json::to_vec(&u.record).expect("record serialises");
+    /// The values stored for one upsert: encoded from its vectors, or copied as stored from the
+    /// image it is a copy of.
+    fn encode_values(&self, u: &NewImage, reduction: Option<&RegionReduction>) -> Result<StoredValues> {
         let codec = &self.config.patch_codec;
-        Ok(match &u.embedding {
-            Embedding::Computed { global, patches, views, region } => EncodedImage {
-                region: match (region, reduction) {
+        let mut values = StoredValues::default();
+        match &u.embedding {
+            Embedding::Computed { global, patches, views, region } => {
+                let region = match (region, reduction) {
                     (Some(r), Some(reduction)) => Some(encode_region(&r.frame, &reduction.reduce(&r.tokens)?)),
                     _ => None,
-                },
-                record,
-                global: Some(global.to_bytes()),
-                patches: patches.as_ref().map(|p| codec.encode(p)),
-                views: views.as_ref().map(|v| v.encode_vectors()),
-                flipped_patches: views.as_ref().and_then(|v| v.flipped_patches.as_ref()).map(|p| codec.encode(p)),
-            },
+                };
+                values.set(ValueKind::Global, Some(global.to_bytes()));
+                values.set(ValueKind::Patches, patches.as_ref().map(|p| codec.encode(p)));
+                values.set(ValueKind::Views, views.as_ref().map(|v| v.encode_vectors()));
+                let flipped = views.as_ref().and_then(|v| v.flipped_patches.as_ref()).map(|p| codec.encode(p));
+                values.set(ValueKind::FlippedPatches, flipped);
+                values.set(ValueKind::Region, region);
+            }
             Embedding::CopyOf(src) => {
-                let key = schema::id_key(src.0);
-                let get =
-                    |tree: &sled::Tree| tree.get(key).map(|v| v.map(|v| v.to_vec())).map_err(store_err(&self.dir));
-                EncodedImage {
-                    record,
-                    global: Some(get(&self.global)?.ok_or(Error::NotFound(src.0))?),
-                    patches: get(&self.patches)?,
-                    views: get(&self.views)?,
-                    flipped_patches: get(&self.flipped_patches)?,
-                    region: get(&self.regions)?,
+                for kind in ValueKind::ALL {
+                    values.set(kind, self.store.value(kind, src.0)?);
+                }
+                if values.get(ValueKind::Global).is_none() {
+                    return Err(Error::NotFound(src.0));
                 }
             }
-            Embedding::None => {
-                EncodedImage { record, global: None, patches: None, views: None, flipped_patches: None, region: None }
-            }
-        })
-    }
-
-    /// One sled transaction over every tree: the old images out (with their path and hash
-    /// entries), the new ones in, the generation bumped.
-    fn write_transaction(
-        &self,
-        old_records: &[(u64, ImageRecord)],
-        upserts: &[NewImage],
-        ids: &[u64],
-        encoded: &[EncodedImage],
-    ) -> Result<()> {
-        let trees = (
-            &self.images,
-            &self.by_path,
-            &self.by_hash,
-            &self.global,
-            &self.patches,
-            &self.views,
-            &self.flipped_patches,
-            &self.regions,
-            &self.meta,
-        );
-        trees
-            .transaction(|(images, by_path, by_hash, global, patches, views, flipped_patches, regions, meta)| {
-                for (id, rec) in old_records {
-                    let key = schema::id_key(*id);
-                    images.remove(&key)?;
-                    let pk = schema::path_key(&rec.path);
-                    if by_path.get(&pk)?.is_some_and(|v| v.as_ref() == key) {
-                        by_path.remove(pk)?;
-                    }
-                    by_hash.remove(&schema::hash_key(&rec.blake3, *id)[..])?;
-                    global.remove(&key)?;
-                    patches.remove(&key)?;
-                    views.remove(&key)?;
-                    flipped_patches.remove(&key)?;
-                    regions.remove(&key)?;
-                }
-                for (u, (id, e)) in upserts.iter().zip(ids.iter().zip(encoded)) {
-                    let key = schema::id_key(*id);
-                    images.insert(&key, e.record.as_slice())?;
-                    by_path.insert(schema::path_key(&u.record.path), &key)?;
-                    by_hash.insert(&schema::hash_key(&u.record.blake3, *id)[..], &[])?;
-                    for (tree, value) in [
-                        (global, &e.global),
-                        (patches, &e.patches),
-                        (views, &e.views),
-                        (flipped_patches, &e.flipped_patches),
-                        (regions, &e.region),
-                    ] {
-                        if let Some(v) = value {
-                            tree.insert(&key, v.as_slice())?;
-                        }
-                    }
-                }
-                let generation = meta
-                    .get(schema::META_GENERATION)?
-                    .and_then(|v| Some(u64::from_be_bytes(v.as_ref().try_into().ok()?)))
-                    .unwrap_or(0);
-                meta.insert(schema::META_GENERATION, &(generation + 1).to_be_bytes())?;
-                Ok::<(), ConflictableTransactionError<()>>(())
-            })
-            .map_err(|e| match e {
-                TransactionError::Storage(s) => store_err(&self.dir)(s),
-                TransactionError::Abort(()) => corrupt("transaction", "aborted"),
-            })
+            Embedding::None => {}
+        }
+        Ok(values)
     }
 
     /// The derived index after a committed batch: removed ids become tombstones, the new
     /// global vectors are inserted.
-    fn update_graph(&self, removed: &[u64], ids: &[u64], encoded: &[EncodedImage]) {
+    fn update_graph(&self, removed: &[u64], stored: &[StoredImage]) {
         let mut index = self.index.write();
         for id in removed {
             index.remove(*id);
         }
-        let fresh: Vec<(u64, Vec<f32>)> = encoded
+        let fresh: Vec<(u64, Vec<f32>)> = stored
             .iter()
-            .zip(ids)
-            .filter_map(|(e, id)| {
-                Some((*id, UnitVector::from_bytes(e.global.as_ref()?, self.config.dim).ok()?.as_slice().to_vec()))
+            .filter_map(|s| {
+                let bytes = s.values.get(ValueKind::Global)?;
+                Some((s.id, UnitVector::from_bytes(bytes, self.config.dim).ok()?.as_slice().to_vec()))
             })
             .collect();
         index.insert(&fresh);
@@ -225,14 +147,10 @@ impl Collection {
 
     /// Rewrites an image's record in place (same path; e.g. a new mtime for unchanged bytes).
     pub fn update_record(&self, id: ImageId, record: &ImageRecord) -> Result<()> {
-        let key = schema::id_key(id.0);
         let mut cache = self.record_cache.write();
-        if !self.images.contains_key(key).map_err(store_err(&self.dir))? {
+        if !self.store.update_record(id.0, record)? {
             return Err(Error::NotFound(id.0));
         }
-        self.images
-            .insert(key, serde_json::to_vec(record).expect("record serialises"))
-            .map_err(store_err(&self.dir))?;
         if let Some(records) = cache.as_mut() {
             records.insert(id.0, record.clone());
         }
@@ -248,10 +166,12 @@ impl Collection {
         if let Some(r) = self.region_reduction() {
             return Ok(r);
         }
-        let r = Arc::new(RegionReduction::fit(grids, REGION_DIM)?);
+        let fitted = RegionReduction::fit(grids, REGION_DIM)?;
         // Stored before the grids that use it; one stored without grids (a crash in between)
-        // is simply the reduction later grids use.
-        self.meta.insert(schema::META_REGION_REDUCTION, r.to_bytes()).map_err(store_err(&self.dir))?;
+        // is simply the reduction later grids use. Another process may have pinned one
+        // meanwhile: then that one is the collection's.
+        let stored = self.store.meta_insert_if_absent(schema::META_REGION_REDUCTION, &fitted.to_bytes())?;
+        let r = Arc::new(RegionReduction::from_bytes(&stored)?);
         *self.region_reduction.write() = Some(r.clone());
         Ok(r)
     }

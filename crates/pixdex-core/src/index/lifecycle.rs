@@ -5,11 +5,13 @@
 //! similarity search and dedup go through, and the measurement APIs recall is checked with.
 
 use std::collections::HashSet;
+use std::sync::atomic::Ordering;
 
 use super::hnsw::HnswIndex;
 use crate::collection::Collection;
 use crate::error::Result;
 use crate::records::{Hit, ImageId};
+use crate::store::ValueKind;
 use crate::vectors::UnitVector;
 
 /// Above this fraction of tombstones, opening rebuilds the graph.
@@ -19,11 +21,16 @@ impl Collection {
     /// Makes everything committed durable (sled flush) and saves the HNSW graph and the region
     /// index (brought up to date first: building it is the index job's work, not a query's).
     pub fn flush(&self) -> Result<()> {
+        self.refresh_graph()?;
         {
             // No commit between reading the generation and saving the graph it labels.
             let _commit = self.commit_lock.lock();
             self.flush_store()?;
-            let generation = self.generation()?;
+            // Where other processes write, the graph reflects the generation it was last caught
+            // up to (and this process's own commits since: an older label only means a longer
+            // catch-up by id set next time).
+            let generation =
+                if self.store.is_shared() { self.graph_generation.load(Ordering::Acquire) } else { self.generation()? };
             self.index.write().freeze();
             self.index.read().save(self.dir(), generation)?;
         }
@@ -63,33 +70,56 @@ impl Collection {
         let index = match loaded {
             Some((ix, g)) if g == generation => ix,
             Some((mut ix, g)) => {
-                // Ids are never reused and vectors never change under an id, so the difference
-                // of id sets is exactly what happened since generation `g`.
-                let mut missing = Vec::new();
-                let mut live = HashSet::new();
-                self.for_each_vector(|id, v| {
-                    live.insert(id);
-                    if !ix.contains(id) {
-                        missing.push((id, v.to_vec()));
-                    }
-                })?;
-                let gone: Vec<u64> = ix.member_ids().filter(|id| !live.contains(id)).collect();
-                tracing::info!(
-                    from = g,
-                    to = generation,
-                    added = missing.len(),
-                    removed = gone.len(),
-                    "HNSW caught up"
-                );
-                gone.into_iter().for_each(|id| ix.remove(id));
-                ix.insert(&missing);
-                ix.freeze();
+                let (added, removed) = self.catch_up(&mut ix)?;
+                tracing::info!(from = g, to = generation, added, removed, "HNSW caught up");
                 ix
             }
             None => self.build_index()?,
         };
         let rebuild = index.tombstone_ratio() > MAX_TOMBSTONE_RATIO;
         *self.index.write() = if rebuild { self.build_index()? } else { index };
+        self.graph_generation.store(generation, Ordering::Release);
+        Ok(())
+    }
+
+    /// Brings `ix` level with the store by id-set difference: ids are never reused and vectors
+    /// never change under an id, so the difference is exactly what happened since it was built.
+    /// Reads the ids, and the vectors only from the first missing id on. Returns (added, removed).
+    fn catch_up(&self, ix: &mut HnswIndex) -> Result<(usize, usize)> {
+        let live: HashSet<u64> = self.store.ids_with_value(ValueKind::Global)?.into_iter().collect();
+        let gone: Vec<u64> = ix.member_ids().filter(|id| !live.contains(id)).collect();
+        let mut missing = Vec::new();
+        if let Some(&first) = live.iter().filter(|id| !ix.contains(**id)).min() {
+            self.for_each_vector_from(first, |id, v| {
+                if !ix.contains(id) {
+                    missing.push((id, v.to_vec()));
+                }
+            })?;
+        }
+        let counts = (missing.len(), gone.len());
+        gone.into_iter().for_each(|id| ix.remove(id));
+        ix.insert(&missing);
+        ix.freeze();
+        Ok(counts)
+    }
+
+    /// For a store other processes write to: catches the graph up when the store's generation
+    /// moved since it was last caught up (queries that read the graph call this first).
+    pub(crate) fn refresh_graph(&self) -> Result<()> {
+        if !self.store.is_shared() {
+            return Ok(());
+        }
+        let generation = self.generation()?;
+        if self.graph_generation.load(Ordering::Acquire) == generation {
+            return Ok(());
+        }
+        // No commit of this process between the catch-up and the swap.
+        let _commit = self.commit_lock.lock();
+        let (added, removed) = self.catch_up(&mut self.index.write())?;
+        if added + removed > 0 {
+            tracing::debug!(added, removed, generation, "HNSW caught up with other writers");
+        }
+        self.graph_generation.store(generation, Ordering::Release);
         Ok(())
     }
 
@@ -112,6 +142,7 @@ impl Collection {
         keep: Option<&(dyn Fn(u64) -> bool + Sync)>,
     ) -> Result<Vec<Hit>> {
         self.check_query(query)?;
+        self.refresh_graph()?;
         let index = self.index.read();
         let k = k.min(index.live_len());
         Ok(index
@@ -126,6 +157,7 @@ impl Collection {
     /// Queries go through [`Collection::search_similar`].
     pub fn search_exact(&self, query: &UnitVector, k: usize) -> Result<Vec<Hit>> {
         self.check_query(query)?;
+        self.refresh_graph()?;
         Ok(self
             .index
             .read()

@@ -8,6 +8,9 @@
 //!   exactly, large ones go through the graph with a membership filter.
 //! * Exclusions and tombstones are filtered inside the graph search, so `k` results come back
 //!   whenever the collection has them.
+//! * A store with its own vector index (PostgreSQL + pgvector) answers the whole query itself,
+//!   filters included ([`crate::Store::nearest`]), so that a sharded database can run it where
+//!   the vectors are.
 
 use std::collections::HashSet;
 
@@ -16,6 +19,7 @@ use crate::error::{Error, Result};
 use crate::index::EXACT_SCAN_BELOW;
 use crate::index::exact::TopK;
 use crate::records::{Hit, ImageId, ImageRecord};
+use crate::store::NearestFilter;
 use crate::vectors::UnitVector;
 
 /// The largest `k` a query may ask for.
@@ -89,7 +93,38 @@ impl Collection {
         query.validate()?;
         let exclude: HashSet<u64> = query.exclude.iter().map(|id| id.0).collect();
         let prefix = query.path_prefix.as_deref().filter(|p| !p.is_empty());
-        let hits = match prefix {
+        let excluded: Vec<u64> = exclude.iter().copied().collect();
+        let filter = NearestFilter { path_prefix: prefix, exclude: &excluded };
+        let ef = query.ef.unwrap_or_else(|| self.search_ef().max(query.k.saturating_mul(2))).max(query.k);
+        let hits = match self.store.nearest(vector.as_slice(), query.k, ef, &filter)? {
+            // The store's own vector index answered (pgvector).
+            Some(found) => hits_of(found),
+            None => self.search_graph(vector, query, prefix, &exclude)?,
+        };
+        let mut out = Vec::with_capacity(hits.len());
+        for hit in hits {
+            if query.min_score.is_some_and(|min| hit.score < min) {
+                break; // best first: the rest are lower
+            }
+            // A record removed since the search answered is simply not returned.
+            if let Some(record) = self.get(hit.id)? {
+                out.push(SimilarHit { hit, record });
+            }
+        }
+        Ok(out)
+    }
+
+    /// The search through the collection's own HNSW graph (or an exact scan where that is
+    /// faster).
+    fn search_graph(
+        &self,
+        vector: &UnitVector,
+        query: &SimilarQuery,
+        prefix: Option<&str>,
+        exclude: &HashSet<u64>,
+    ) -> Result<Vec<Hit>> {
+        self.refresh_graph()?;
+        Ok(match prefix {
             Some(prefix) => {
                 let members: HashSet<u64> = self
                     .ids_with_path_prefix(prefix)?
@@ -113,18 +148,7 @@ impl Collection {
                 let keep = |id: u64| !exclude.contains(&id);
                 self.search_graph_where(vector, query, Some(&keep))?
             }
-        };
-        let mut out = Vec::with_capacity(hits.len());
-        for hit in hits {
-            if query.min_score.is_some_and(|min| hit.score < min) {
-                break; // best first: the rest are lower
-            }
-            // A record removed since the search answered is simply not returned.
-            if let Some(record) = self.get(hit.id)? {
-                out.push(SimilarHit { hit, record });
-            }
-        }
-        Ok(out)
+        })
     }
 
     /// Exact top-`k` over the given ids' vectors (ids without a vector are skipped).

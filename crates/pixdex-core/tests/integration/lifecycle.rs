@@ -26,7 +26,7 @@ fn records_vectors_and_lookups_survive_reopen() {
         ids
     };
     let c = Collection::open(dir.path()).unwrap();
-    assert_eq!(c.len(), 3);
+    assert_eq!(c.len().unwrap(), 3);
     assert_eq!(c.vector_count(), 2);
     assert_eq!(c.id_by_path(Path::new("/p/b.jpg")).unwrap(), Some(ids[1]));
     assert_eq!(c.ids_by_hash(&[1; 32]).unwrap(), vec![ids[0], ids[1]]);
@@ -74,7 +74,7 @@ fn replace_delete_and_hnsw_catch_up_after_reopen() {
         (first, replaced)
     };
     let c = Collection::open(dir.path()).unwrap();
-    assert_eq!(c.len(), 4);
+    assert_eq!(c.len().unwrap(), 4);
     assert_eq!(c.id_by_path(Path::new("/p/0.jpg")).unwrap(), Some(replaced[0]));
     assert_eq!(c.get(first[0]).unwrap(), None);
     assert_eq!(c.get(first[1]).unwrap(), None);

@@ -44,7 +44,7 @@ impl CollectionStats {
         }
         let config = c.config();
         Ok(Self {
-            images: c.len() as u64,
+            images: c.len()? as u64,
             vectors: c.vector_count() as u64,
             failed,
             model: config.model.clone(),

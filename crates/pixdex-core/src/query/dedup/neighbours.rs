@@ -80,6 +80,7 @@ impl ScopedVectors {
         progress: &dyn DedupProgress,
         cancel: &AtomicBool,
     ) -> Result<Vec<Vec<u32>>> {
+        collection.refresh_graph()?;
         let n = self.ids.len();
         let position: HashMap<u64, u32> = self.ids.iter().enumerate().map(|(i, id)| (id.0, i as u32)).collect();
         let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>();

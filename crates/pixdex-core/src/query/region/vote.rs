@@ -135,6 +135,7 @@ impl Collection {
         if slot.is_none() {
             *slot = self.load_region_index();
         }
+        self.refresh_graph()?;
         // The generation and the live ids are read together, so that a commit between them is
         // caught up next time rather than missed.
         let (generation, live, live_slots) = {
