@@ -3,14 +3,19 @@
 
 use std::path::PathBuf;
 
+use pixdex_store_postgres::CollectionLocation;
+
 use crate::access::AccessTokens;
 use std::time::Duration;
 
 /// The server's settings (the CLI builds them from `pixdex serve` flags).
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
-    /// The collection folder (created on first start, pinned to the loaded model).
+    /// The collection folder (created on first start, pinned to the loaded model); with
+    /// [`ServerConfig::store`], the folder of the derived indexes only.
     pub db: PathBuf,
+    /// A PostgreSQL URL holding the collection instead of the folder (`--store`).
+    pub store: Option<String>,
     /// Folders index jobs may crawl (a job's roots must lie inside one). Empty: no index jobs.
     pub allowed_roots: Vec<PathBuf>,
     /// Whether index jobs may follow symbolic links (which can lead outside the allowed roots).
@@ -78,11 +83,17 @@ impl Default for BatchingConfig {
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 << 20;
 
 impl ServerConfig {
+    /// Where the collection lives: the folder, or the database with the folder for its indexes.
+    pub fn location(&self) -> Result<CollectionLocation, String> {
+        CollectionLocation::new(self.store.as_deref(), &self.db)
+    }
+
     /// Defaults for a collection folder: no index roots, 64 MiB messages, 10 s grace, no tokens,
     /// no TLS.
     pub fn new(db: impl Into<PathBuf>) -> Self {
         Self {
             db: db.into(),
+            store: None,
             allowed_roots: Vec::new(),
             allow_follow_symlinks: false,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,

@@ -56,6 +56,9 @@ pub enum ServeError {
     /// The metrics registry could not be built.
     #[error("metrics: {0}")]
     Metrics(String),
+    /// The collection's location is not one the server can open.
+    #[error("store: {0}")]
+    Store(String),
 }
 
 /// A server that has opened (and locked) its collection, ready to [serve](Server::serve).
@@ -79,7 +82,8 @@ impl Server {
             *root = std::fs::canonicalize(&*root)
                 .map_err(|source| ServeError::AllowedRoot { path: root.clone(), source })?;
         }
-        let collection = if config.db.join("db").exists() { Some(Collection::open(&config.db)?) } else { None };
+        let location = config.location().map_err(ServeError::Store)?;
+        let collection = location.open_existing()?;
         if let Some(c) = &collection {
             // A long-lived process: results come from records held in RAM.
             c.cache_records()?;
@@ -344,7 +348,8 @@ fn load_model(state: &AppState, loader: ModelLoader) -> Result<(), ServeError> {
     match &existing {
         Some(config) => config.ensure_compatible(&wanted)?,
         None => {
-            let created = Collection::open_or_create(&state.config.db, &wanted)?;
+            let location = state.config.location().map_err(ServeError::Store)?;
+            let created = location.open_or_create(&wanted)?;
             created.cache_records()?;
             let _ = state.collection.set(Arc::new(created));
         }

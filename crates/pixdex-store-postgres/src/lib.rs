@@ -1,7 +1,9 @@
 //! A pixdex collection on PostgreSQL + pgvector: [`PostgresStore`] implements
 //! [`pixdex_core::Store`], so that search, region search, dedup, uploads and index jobs run
 //! unchanged on a database that several processes and machines share. The schema and its
-//! migrations are in [`schema`]; [`testing`] starts a real server for tests.
+//! migrations are in [`schema`]; [`CollectionLocation`] is where a collection lives as the CLI
+//! and the server are told (a folder, or a database URL); [`testing`] starts a real server for
+//! tests.
 //!
 //! The store's methods are synchronous like the core's: each runs its queries on the store's
 //! own small tokio runtime (which also drives the connections) and waits for the answer, so a
@@ -9,6 +11,7 @@
 //! Similarity queries are answered by pgvector's HNSW index, one `ORDER BY embedding <#> $1
 //! LIMIT k` per query vector: the shape a Citus coordinator pushes to every shard.
 
+mod location;
 pub mod schema;
 mod store;
 pub mod testing;
@@ -20,6 +23,7 @@ use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 use tokio_postgres::NoTls;
 
+pub use location::CollectionLocation;
 use pixdex_core::{Error, Result};
 
 /// Connections the store opens at most (each query holds one while it runs).

@@ -105,7 +105,9 @@ impl ServeArgs {
     /// The `--…` flags as the server's config (validated by clap's ranges). Refuses to serve a
     /// non-loopback address without tokens unless `--insecure-no-auth` says so.
     pub fn config(&self) -> anyhow::Result<ServerConfig> {
-        let mut config = ServerConfig::new(self.db.dir()?);
+        let location = self.db.location()?;
+        let mut config = ServerConfig::new(location.index_dir());
+        config.store = self.db.store.clone();
         if let Some(path) = &self.token_file {
             warn_if_others_can_read(path);
             config.access = Some(AccessTokens::load(path)?);

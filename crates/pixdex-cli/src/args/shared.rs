@@ -2,6 +2,7 @@
 //! model that embeds queries (`--model`, `--device`, `--dtype`).
 
 use clap::Args;
+use pixdex_store_postgres::CollectionLocation;
 use std::path::PathBuf;
 
 /// Model selection shared by every command that runs the encoder.
@@ -58,24 +59,48 @@ fn parse_dtype(s: &str) -> Result<pixio::DType, String> {
     pixio::parse_dtype(s).map_err(|e| e.to_string())
 }
 
-/// The collection folder.
+/// Where the collection is: a folder, or a PostgreSQL database.
 #[derive(Debug, Args)]
 pub struct DbArgs {
     /// Collection folder (default: the per-user data folder, e.g. ~/.local/share/pixdex/default).
+    /// With --store, this machine's folder for the indexes derived from the database.
     #[arg(long, env = "PIXDEX_DB")]
     pub db: Option<PathBuf>,
+    /// Keep the collection in PostgreSQL + pgvector instead of a folder:
+    /// `postgres://user@host:port/db` (any libpq URL; several processes and machines may share
+    /// it). The indexes derived from it stay on this machine, in --db (default: the per-user data
+    /// folder's pixdex/postgres-HASH).
+    #[arg(long, env = "PIXDEX_STORE", value_name = "URL", hide_env_values = true)]
+    pub store: Option<String>,
 }
 
 impl DbArgs {
+    /// Where the collection lives.
+    pub fn location(&self) -> anyhow::Result<CollectionLocation> {
+        let dir = match (&self.store, &self.db) {
+            (Some(url), None) => {
+                // One folder per database, named without the password.
+                let hash = blake3::hash(pixdex_store_postgres::redact(url).as_bytes()).to_hex();
+                data_dir()?.join(format!("postgres-{}", &hash[..16]))
+            }
+            _ => self.dir()?,
+        };
+        CollectionLocation::new(self.store.as_deref(), &dir).map_err(anyhow::Error::msg)
+    }
+
     pub fn dir(&self) -> anyhow::Result<PathBuf> {
         match &self.db {
             Some(d) => Ok(d.clone()),
-            None => Ok(dirs::data_dir()
-                .ok_or_else(|| anyhow::anyhow!("no per-user data folder on this system: pass --db DIR"))?
-                .join("pixdex")
-                .join("default")),
+            None => Ok(data_dir()?.join("default")),
         }
     }
+}
+
+/// The per-user data folder's `pixdex`.
+fn data_dir() -> anyhow::Result<PathBuf> {
+    Ok(dirs::data_dir()
+        .ok_or_else(|| anyhow::anyhow!("no per-user data folder on this system: pass --db DIR"))?
+        .join("pixdex"))
 }
 
 /// Going through a running `pixdex serve` instead of opening the collection.

@@ -3,7 +3,6 @@
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use pixdex_core::Collection;
 use pixdex_indexer::pipeline::{FileOutcome, IndexReport, Progress, ProgressEvent, run_index_job};
 use pixdex_server::convert::IndexJobRequest;
 use pixdex_server::pb;
@@ -93,7 +92,7 @@ struct Summary {
 }
 
 impl Summary {
-    fn from_report(report: &IndexReport, db: &Path, images: usize) -> Self {
+    fn from_report(report: &IndexReport, db: &str, images: usize) -> Self {
         Self {
             found: report.found,
             embedded: report.embedded,
@@ -105,7 +104,7 @@ impl Summary {
             cancelled: report.cancelled,
             unreadable: report.unreadable.iter().map(|(p, e)| (p.display().to_string(), e.clone())).collect(),
             removal_withheld: report.removal_withheld.clone(),
-            collection: (db.display().to_string(), Some(images as u64)),
+            collection: (db.to_string(), Some(images as u64)),
         }
     }
 
@@ -147,7 +146,7 @@ pub fn run(args: IndexArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn index_offline(args: &IndexArgs) -> anyhow::Result<ExitCode> {
-    let (model, db) = (&args.collection.model, args.collection.db.dir()?);
+    let (model, db) = (&args.collection.model, args.collection.db.location()?);
     if model.model.is_none() && model.device == pixio::DeviceChoice::Cpu {
         // The default model is sized for a GPU; say so before hours of CPU work start.
         eprintln!(
@@ -157,8 +156,9 @@ fn index_offline(args: &IndexArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let encoder = model.load_encoder(pixio::DEFAULT_MODEL)?;
-    let collection = Collection::open_or_create(&db, &encoder.collection_config())
-        .with_context(|| format!("opening collection {}", db.display()))?;
+    let collection = db
+        .open_or_create(&encoder.collection_config())
+        .with_context(|| format!("opening collection {}", db.describe()))?;
     let options = args.options();
     // Ctrl-C: finish the batch in flight, write it, and stop; a second Ctrl-C exits at once.
     let cancel = Arc::new(AtomicBool::new(false));
@@ -172,7 +172,7 @@ fn index_offline(args: &IndexArgs) -> anyhow::Result<ExitCode> {
     let progress = Bar::new(args.quiet)?;
     let report = run_index_job(&collection, &encoder, &options, &progress, &cancel)?;
     progress.bar.finish_and_clear();
-    let summary = Summary::from_report(&report, &db, collection.len()?);
+    let summary = Summary::from_report(&report, &db.describe(), collection.len()?);
     summary.print();
     Ok(summary.exit_code())
 }

@@ -43,12 +43,12 @@ pub fn run(args: SearchArgs) -> anyhow::Result<ExitCode> {
 /// `--model` names another (which must be the same model: same weights, embedding and
 /// dimension, as the server checks it).
 pub fn open_for_query(db: &DbArgs, model: &ModelArgs) -> anyhow::Result<(Collection, PixioEncoder)> {
-    let db = db.dir()?;
-    let collection = Collection::open(&db).with_context(|| format!("opening collection {}", db.display()))?;
+    let db = db.location()?;
+    let collection = db.open().with_context(|| format!("opening collection {}", db.describe()))?;
     // The collection pins its model; that is the default query model.
     let encoder = model.load_encoder(&collection.config().model)?;
     collection.config().ensure_compatible(&encoder.collection_config()).with_context(|| {
-        format!("collection {} was built with another model; query with that model (--model)", db.display())
+        format!("collection {} was built with another model; query with that model (--model)", db.describe())
     })?;
     Ok((collection, encoder))
 }

@@ -23,9 +23,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let encoder = model.load_encoder(fallback).map_err(|e| format!("{e:#}"))?;
         Ok(Arc::new(encoder) as Arc<dyn Encoder>)
     });
-    let db = config.db.clone();
+    let db = config.location().map_err(anyhow::Error::msg)?.describe();
     // Open (and lock) the collection first: a locked or corrupt collection fails before we listen.
-    let server = Server::open(config).with_context(|| format!("opening collection {}", db.display()))?;
+    let server = Server::open(config).with_context(|| format!("opening collection {db}"))?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     runtime.block_on(async {
         let listener =
@@ -43,7 +43,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         };
         let shutdown = shutdown_signal()?;
         eprintln!("listening on {scheme}://{addr}");
-        server.serve(listener, loader, shutdown).await.with_context(|| format!("serving collection {}", db.display()))
+        server.serve(listener, loader, shutdown).await.with_context(|| format!("serving collection {db}"))
     })?;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)

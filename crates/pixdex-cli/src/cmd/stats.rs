@@ -3,7 +3,6 @@
 //! failed: the same counts either way (both read them through `CollectionStats`).
 
 use anyhow::Context;
-use pixdex_core::Collection;
 use pixdex_server::convert::CollectionStats;
 use pixdex_server::pb;
 use std::process::ExitCode;
@@ -30,11 +29,11 @@ pub fn run(args: StatsArgs) -> anyhow::Result<ExitCode> {
 
 /// The counts as the server reads them too ([`CollectionStats`]), so that each means the same.
 fn offline_stats(args: &StatsArgs) -> anyhow::Result<serde_json::Value> {
-    let db = args.db.dir()?;
-    let c = Collection::open(&db).with_context(|| format!("opening collection {}", db.display()))?;
+    let db = args.db.location()?;
+    let c = db.open().with_context(|| format!("opening collection {}", db.describe()))?;
     let stats = CollectionStats::read(&c)?;
     Ok(serde_json::json!({
-        "collection": db,
+        "collection": db.describe(),
         "images": stats.images,
         "embedded": stats.vectors,
         "failed": stats.failed,

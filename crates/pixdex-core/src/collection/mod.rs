@@ -131,6 +131,11 @@ impl Collection {
         Ok(c)
     }
 
+    /// Whether `store` holds a collection (pinned to a model) already.
+    pub fn is_pinned(store: &dyn Store) -> Result<bool> {
+        Ok(store.meta(schema::META_CONFIG)?.is_some())
+    }
+
     /// The folder of the derived indexes (for sled, the collection's folder).
     pub fn dir(&self) -> &Path {
         &self.dir

@@ -13,7 +13,7 @@ mod served;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use pixdex_core::{Collection, DedupOptions, DedupPhase, DuplicateGroup};
+use pixdex_core::{DedupOptions, DedupPhase, DuplicateGroup};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -177,8 +177,8 @@ pub fn run(args: DedupArgs) -> anyhow::Result<ExitCode> {
     let (groups, source) = match args.server.remote()? {
         Some(remote) => (served::find_groups(&remote, &options, &cancel, &searching)?, remote.url),
         None => {
-            let db = args.db.dir()?;
-            let collection = Collection::open(&db).with_context(|| format!("opening collection {}", db.display()))?;
+            let db = args.db.location()?;
+            let collection = db.open().with_context(|| format!("opening collection {}", db.describe()))?;
             let progress = |phase: DedupPhase, done: usize, total: usize| {
                 searching.set_message(phase_name(phase));
                 searching.set_length(total as u64);
@@ -186,7 +186,7 @@ pub fn run(args: DedupArgs) -> anyhow::Result<ExitCode> {
             };
             let groups = collection.find_duplicates(&options, &progress, &cancel, &mut |_| {})?;
             // Nothing below needs the collection: let another process have it.
-            (groups, path_text(&db))
+            (groups, db.describe())
         }
     };
     searching.finish_and_clear();
