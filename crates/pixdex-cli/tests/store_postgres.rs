@@ -133,3 +133,118 @@ fn serve_on_postgres_indexes_and_answers_and_offline_commands_see_it() {
     assert_eq!(stats["images"], 8, "{stats}");
     assert!(server.terminate().success());
 }
+
+/// `N images: E embedded, R reused …` of an index summary.
+fn counts(summary: &str) -> (usize, usize, usize) {
+    let line = summary.lines().find(|l| l.contains(" images: ")).unwrap_or_else(|| panic!("no summary: {summary}"));
+    let numbers: Vec<usize> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .take(3)
+        .map(|s| s.parse().unwrap())
+        .collect();
+    (numbers[0], numbers[1], numbers[2])
+}
+
+/// A library of `n` distinct pictures (no copies: each must be embedded).
+fn distinct_library(root: &Path, n: u32) {
+    std::fs::create_dir_all(root.join("sub")).unwrap();
+    for i in 0..n {
+        let dir = if i % 2 == 0 { root.to_path_buf() } else { root.join("sub") };
+        picture(100 + i, 40 + i % 7, 30 + i % 5).save(dir.join(format!("img{i:03}.png"))).unwrap();
+    }
+}
+
+fn index_command(lib: &Path, url: &str, index_dir: &Path, extra: &[&str]) -> std::process::Command {
+    let model = tiny_model();
+    let mut cmd = pixdex_command();
+    cmd.args(["index", arg(lib), "--store", url, "--db", arg(index_dir), "--model", arg(&model), "-q"]).args(extra);
+    cmd
+}
+
+/// Every path stored once, every record embedded.
+fn assert_each_image_once(url: &str, index_dir: &Path, n: usize) {
+    let c = CollectionLocation::new(Some(url), index_dir).unwrap().open().unwrap();
+    let paths: Vec<PathBuf> = c.records().map(|r| r.unwrap().1).map(|r| r.path).collect();
+    let unique: std::collections::HashSet<&PathBuf> = paths.iter().collect();
+    assert_eq!((paths.len(), unique.len()), (n, n));
+    assert_eq!(c.vector_count(), n);
+    assert_eq!(c.work_queue().unwrap().progress(&[PathBuf::from("/")]).unwrap().waiting, 0);
+}
+
+/// Two workers index one library at once: each file is embedded by exactly one of them.
+#[test]
+fn two_workers_index_one_library_each_image_exactly_once() {
+    let Some(pg) = TestPostgres::start("two_workers_index_one_library_each_image_exactly_once") else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let lib = tmp.path().join("lib");
+    let n = 48;
+    distinct_library(&lib, n);
+    let lib = std::fs::canonicalize(&lib).unwrap();
+    let url = pg.url();
+    let workers: Vec<_> = (0..2)
+        .map(|w| {
+            let mut cmd = index_command(&lib, &url, &tmp.path().join(format!("worker{w}")), &["--batch-size", "2"]);
+            std::thread::spawn(move || ok(cmd.output().unwrap()))
+        })
+        .collect();
+    let summaries: Vec<String> = workers.into_iter().map(|w| w.join().unwrap()).collect();
+    let embedded: Vec<usize> = summaries.iter().map(|s| counts(s).1).collect();
+    eprintln!("embedded per worker: {embedded:?}");
+    for s in &summaries {
+        assert!(s.contains("shared work: "), "{s}");
+    }
+    // Each file embedded by one worker; the other may only have found it stored already.
+    assert_eq!(embedded.iter().sum::<usize>(), n as usize, "{summaries:?}");
+    assert_each_image_once(&url, &tmp.path().join("worker0"), n as usize);
+}
+
+/// A worker killed mid-job keeps the images it stored; its claimed files go to the next worker
+/// once its lease runs out, and nothing is embedded twice.
+#[cfg(unix)]
+#[test]
+fn a_killed_workers_claims_pass_to_the_next_worker() {
+    let Some(pg) = TestPostgres::start("a_killed_workers_claims_pass_to_the_next_worker") else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let lib = tmp.path().join("lib");
+    let n = 60;
+    distinct_library(&lib, n);
+    let lib = std::fs::canonicalize(&lib).unwrap();
+    let url = pg.url();
+    let index_dir = tmp.path().join("index");
+    let lease = ["--claim-lease-s", "2", "--batch-size", "1"];
+    let mut first = common::ChildGuard(
+        index_command(&lib, &url, &index_dir, &lease)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // Killed once it has stored something (and holds claims beyond it).
+    let probe = pixdex_store_postgres::PostgresStore::connect(&url).unwrap();
+    let started = std::time::Instant::now();
+    loop {
+        use pixdex_core::Store;
+        if probe.record_count().map(|n| n >= 2).unwrap_or(false) {
+            break;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(120), "the first worker never stored anything");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    common::send_signal(&first.0, "KILL");
+    let _ = first.0.wait();
+    let stored_before = {
+        use pixdex_core::Store;
+        probe.record_count().unwrap()
+    };
+    assert!(stored_before < n as usize, "killed before the end ({stored_before} stored)");
+    // After the lease, a second worker takes everything that is left.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let summary = ok(index_command(&lib, &url, &index_dir, &lease).output().unwrap());
+    let (found, embedded, reused) = counts(&summary);
+    eprintln!("killed after {stored_before} stored; the second worker: {summary}");
+    assert_eq!(found, n as usize);
+    assert_eq!(embedded, n as usize - stored_before, "nothing embedded twice: {summary}");
+    assert_eq!(reused, 0, "{summary}");
+    assert_each_image_once(&url, &index_dir, n as usize);
+}

@@ -50,5 +50,7 @@ pub use query::{
 pub use records::{CollectionConfig, Embedding, Hit, ImageId, ImageRecord, ImageStatus, NewImage};
 pub use region_grid::{PixelBox, REGION_DIM, RegionFrame, RegionGrid, region_grid_shape};
 pub use region_reduction::RegionReduction;
-pub use store::{Entries, NearestFilter, SledStore, Store, StoredImage, StoredValues, ValueKind};
+pub use store::{
+    Entries, NearestFilter, QueueProgress, SledStore, Store, StoredImage, StoredValues, ValueKind, WorkItem, WorkQueue,
+};
 pub use vectors::{DedupViews, PatchGrid, UnitVector};

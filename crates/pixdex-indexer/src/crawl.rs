@@ -45,6 +45,11 @@ pub struct FoundFile {
     pub mtime_ns: i64,
 }
 
+/// A file's modification time as the collection records it: nanoseconds since the Unix epoch.
+pub(crate) fn mtime_ns(meta: &std::fs::Metadata) -> i64 {
+    meta.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map(|d| d.as_nanos() as i64).unwrap_or(0)
+}
+
 /// What a crawl found.
 #[derive(Debug, Default)]
 pub struct Crawl {
@@ -149,12 +154,7 @@ pub fn crawl(opts: &CrawlOptions) -> Result<Crawl> {
                 out.not_images += 1;
                 continue;
             }
-            let mtime_ns = meta
-                .modified()
-                .ok()
-                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-                .map(|d| d.as_nanos() as i64)
-                .unwrap_or(0);
+            let mtime_ns = mtime_ns(&meta);
             out.files.push(FoundFile { path: path.to_path_buf(), size: meta.len(), mtime_ns });
         }
     }

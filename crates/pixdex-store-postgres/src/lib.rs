@@ -12,6 +12,7 @@
 //! LIMIT k` per query vector: the shape a Citus coordinator pushes to every shard.
 
 mod location;
+mod queue;
 pub mod schema;
 mod store;
 pub mod testing;

@@ -13,17 +13,21 @@
 //! * `pixdex_meta`: named values (the model pin, the region reduction);
 //!   `pixdex_generation`: the commit counter, whose row lock serialises commits.
 //! * `pixdex_image_ids`: the id sequence. `pixdex_migrations`: applied versions.
+//! * `pixdex_work` (version 2): the index workers' shared queue, by path, with who holds each
+//!   file and until when (a small table of what is in flight: under Citus a local table on the
+//!   coordinator).
 
 use pixdex_core::ValueKind;
 
 /// The newest schema this build writes and reads.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// Migrations, oldest first: `(version, SQL)`. Applied in one transaction each, under an
 /// advisory lock, so that workers starting together migrate once.
-pub(crate) const MIGRATIONS: &[(i32, &str)] = &[(
-    1,
-    r#"
+pub(crate) const MIGRATIONS: &[(i32, &str)] = &[
+    (
+        1,
+        r#"
 CREATE EXTENSION IF NOT EXISTS vector;
 CREATE SEQUENCE pixdex_image_ids;
 CREATE TABLE pixdex_meta (key text PRIMARY KEY, value bytea NOT NULL);
@@ -46,7 +50,22 @@ CREATE TABLE pixdex_views (image_id bigint PRIMARY KEY REFERENCES pixdex_images 
 CREATE TABLE pixdex_flipped_patches (image_id bigint PRIMARY KEY REFERENCES pixdex_images ON DELETE CASCADE, value bytea NOT NULL);
 CREATE TABLE pixdex_regions (image_id bigint PRIMARY KEY REFERENCES pixdex_images ON DELETE CASCADE, value bytea NOT NULL);
 "#,
-)];
+    ),
+    (
+        2,
+        r#"
+CREATE TABLE pixdex_work (
+    path text PRIMARY KEY,
+    size bigint NOT NULL,
+    mtime_ns bigint NOT NULL,
+    claimed_by text,
+    lease_until timestamptz,
+    queued_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX pixdex_work_path ON pixdex_work (path text_pattern_ops);
+"#,
+    ),
+];
 
 /// The table of one kind of value.
 pub(crate) fn table(kind: ValueKind) -> &'static str {

@@ -35,7 +35,7 @@ fn path_text(path: &Path) -> String {
 }
 
 /// `prefix` as a LIKE pattern matching what starts with it.
-fn like_prefix(prefix: &str) -> String {
+pub(crate) fn like_prefix(prefix: &str) -> String {
     let mut pattern = String::with_capacity(prefix.len() + 1);
     for c in prefix.chars() {
         if matches!(c, '%' | '_' | '\\') {
@@ -153,6 +153,8 @@ impl Inner {
             );
             tx.execute(&sql, &[ids, blobs]).await.map_err(&err)?;
         }
+        // The files these images were made from are done (for every worker).
+        tx.execute("DELETE FROM pixdex_work WHERE path = ANY($1)", &[&paths]).await.map_err(&err)?;
         tx.commit().await.map_err(&err)?;
         let mut gone: Vec<u64> = removed.into_iter().chain(displaced).map(|id| id as u64).collect();
         gone.sort_unstable();
@@ -487,14 +489,19 @@ impl Store for PostgresStore {
     fn update_record(&self, id: u64, record: &ImageRecord) -> Result<bool> {
         let (path, hash, record) = (path_text(&record.path), record.blake3.to_vec(), record.clone());
         self.run(move |inner| async move {
-            let client = inner.client().await?;
-            let n = client
+            let mut client = inner.client().await?;
+            let err = inner.err("updating a record");
+            let tx = client.transaction().await.map_err(&err)?;
+            let n = tx
                 .execute(
                     "UPDATE pixdex_images SET path = $2, blake3 = $3, record = $4 WHERE image_id = $1",
                     &[&to_i64(id), &path, &hash, &Json(&record)],
                 )
                 .await
-                .map_err(inner.err("updating a record"))?;
+                .map_err(&err)?;
+            // Same bytes, new mtime: the file is done.
+            tx.execute("DELETE FROM pixdex_work WHERE path = $1", &[&path]).await.map_err(&err)?;
+            tx.commit().await.map_err(&err)?;
             Ok(n == 1)
         })
     }
@@ -521,6 +528,10 @@ impl Store for PostgresStore {
             tracing::warn!(error = %e, "cannot measure the database's size");
             0
         })
+    }
+
+    fn work_queue(&self) -> Option<&dyn pixdex_core::WorkQueue> {
+        Some(self)
     }
 
     fn nearest(&self, query: &[f32], k: usize, ef: usize, filter: &NearestFilter) -> Result<Option<Vec<(u64, f32)>>> {

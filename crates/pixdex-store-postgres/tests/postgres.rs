@@ -313,3 +313,46 @@ fn an_unreachable_database_is_a_clear_error() {
     assert!(matches!(err, Error::Backend { .. }), "{text}");
     assert!(text.contains(&format!("127.0.0.1:{port}")) && !text.contains("secret"), "{text}");
 }
+
+/// The shared work queue: claims never overlap, a lease that runs out frees its files, release
+/// and forget, progress, and a commit storing an image takes its file out of the queue.
+#[test]
+fn work_claims_never_overlap_and_expired_leases_pass_on() {
+    use pixdex_core::WorkItem;
+    let Some(pg) = TestPostgres::start("work_claims_never_overlap_and_expired_leases_pass_on") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let c = open(&pg.url(), dir.path());
+    let queue = c.work_queue().expect("PostgreSQL shares a work queue");
+    let items: Vec<WorkItem> = (0..10)
+        .map(|i| WorkItem { path: PathBuf::from(format!("/w/lib/{i:02}.jpg")), size: 100 + i, mtime_ns: i as i64 })
+        .chain([WorkItem { path: "/w/other/x.jpg".into(), size: 1, mtime_ns: 1 }])
+        .collect();
+    assert_eq!(queue.enqueue(&items).unwrap(), 11);
+    assert_eq!(queue.enqueue(&items[..3]).unwrap(), 0, "queued once");
+    let roots = [PathBuf::from("/w/lib")];
+    let long = Duration::from_secs(600);
+    let a = queue.claim("a", &roots, 4, long).unwrap();
+    let b = queue.claim("b", &roots, 4, long).unwrap();
+    assert_eq!((a.len(), b.len()), (4, 4));
+    assert!(a.iter().all(|i| !b.contains(i)), "no file claimed twice");
+    assert_eq!(a[0], items[0], "sizes and times come back as queued");
+    let p = queue.progress(&roots).unwrap();
+    assert_eq!((p.waiting, p.claimed), (2, 8), "the file outside the roots is not counted");
+
+    // A worker that stops renewing loses its files once the lease runs out.
+    let short = queue.claim("c", &roots, 4, Duration::from_millis(300)).unwrap();
+    assert_eq!(short.len(), 2);
+    assert!(queue.claim("d", &roots, 4, long).unwrap().is_empty(), "nothing free while c's lease holds");
+    std::thread::sleep(Duration::from_millis(600));
+    let taken = queue.claim("d", &roots, 4, long).unwrap();
+    assert_eq!(taken, short, "c's files went to d");
+
+    // Storing an image takes its file out of the queue; release gives the rest back.
+    c.commit(vec![image(&a[0].path.to_string_lossy(), 1, false)], &[]).unwrap();
+    queue.forget(&[a[1].path.clone()]).unwrap();
+    queue.release("a").unwrap();
+    let again = queue.claim("e", &roots, 10, long).unwrap();
+    assert_eq!(again, a[2..].to_vec(), "a's unstored files are free again; the stored and forgotten ones are gone");
+    let p = queue.progress(&roots).unwrap();
+    assert_eq!((p.waiting, p.claimed), (0, 8));
+}

@@ -40,6 +40,11 @@ pub struct IndexArgs {
     /// Remove records of missing files even if a root is missing or suddenly empty.
     #[arg(long)]
     pub prune: bool,
+    /// With --store (several workers may index one collection at once, each embedding only the
+    /// files it claims): how long a claimed file stays this worker's if it stops renewing its
+    /// claims (killed, or its machine lost); then another worker takes it.
+    #[arg(long, value_name = "SECONDS", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub claim_lease_s: u64,
     /// Skip the mirrored and grayscale views (3× fewer forward passes); `pixdex dedup` then
     /// misses more mirrored, desaturated and heavily edited copies.
     #[arg(long)]
@@ -81,6 +86,7 @@ impl IndexArgs {
             prune: self.prune,
             dedup_views: !self.no_dedup_views,
             region_grids: !self.no_region_grids,
+            claim_lease: std::time::Duration::from_secs(self.claim_lease_s),
             ..IndexOptions::default()
         }
     }

@@ -87,6 +87,8 @@ struct Summary {
     cancelled: bool,
     unreadable: Vec<(String, String)>,
     removal_withheld: Option<String>,
+    /// With a work queue shared by several workers: what this one saw of it.
+    shared: Option<pixdex_indexer::pipeline::SharedWork>,
     /// The collection folder or the server URL, and its image count if known.
     collection: (String, Option<u64>),
 }
@@ -104,6 +106,7 @@ impl Summary {
             cancelled: report.cancelled,
             unreadable: report.unreadable.iter().map(|(p, e)| (p.display().to_string(), e.clone())).collect(),
             removal_withheld: report.removal_withheld.clone(),
+            shared: report.shared,
             collection: (db.to_string(), Some(images as u64)),
         }
     }
@@ -126,6 +129,13 @@ impl Summary {
         }
         if let Some(reason) = &self.removal_withheld {
             eprintln!("warning: {reason}");
+        }
+        if let Some(shared) = &self.shared {
+            println!(
+                "shared work: this worker queued {} new files and claimed {}; under its roots {} wait and {} are \
+                 claimed by other workers",
+                shared.queued, shared.claimed, shared.left.waiting, shared.left.claimed
+            );
         }
         match &self.collection {
             (name, Some(images)) => println!("collection: {name} ({images} images)"),
@@ -303,6 +313,7 @@ async fn index_served(args: &IndexArgs, remote: &remote::Remote) -> anyhow::Resu
         cancelled: job.state() == pb::JobState::Cancelled,
         unreadable: view.unreadable,
         removal_withheld,
+        shared: None,
         collection: (remote.url.clone(), images),
     };
     summary.print();

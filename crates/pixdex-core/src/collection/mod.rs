@@ -131,6 +131,11 @@ impl Collection {
         Ok(c)
     }
 
+    /// The work queue index workers share, where the store has one (PostgreSQL).
+    pub fn work_queue(&self) -> Option<&dyn crate::store::WorkQueue> {
+        self.store.work_queue()
+    }
+
     /// Whether `store` holds a collection (pinned to a model) already.
     pub fn is_pinned(store: &dyn Store) -> Result<bool> {
         Ok(store.meta(schema::META_CONFIG)?.is_some())

@@ -94,6 +94,55 @@ pub struct NearestFilter<'a> {
     pub exclude: &'a [u64],
 }
 
+/// A file an index job has to embed (or re-check), as a shared work queue holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkItem {
+    /// Absolute path.
+    pub path: std::path::PathBuf,
+    /// Size in bytes when it was found.
+    pub size: u64,
+    /// Modification time when it was found, nanoseconds since the Unix epoch.
+    pub mtime_ns: i64,
+}
+
+/// The state of a shared work queue under some folders.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueProgress {
+    /// Files waiting for a worker.
+    pub waiting: u64,
+    /// Files a worker has claimed and not finished (its lease not yet expired).
+    pub claimed: u64,
+}
+
+/// Work shared by index workers in several processes or machines: a crawl queues what it
+/// found to do; each worker claims a few files at a time under a lease, so that no file is
+/// embedded twice and a killed worker's files go to another once its lease expires. A file
+/// leaves the queue in the same commit that stores its image (any image stored at its path).
+pub trait WorkQueue: Send + Sync {
+    /// Queues files (a file queued already keeps its place and claim); returns how many were new.
+    fn enqueue(&self, items: &[WorkItem]) -> Result<usize>;
+
+    /// Claims up to `n` files under one of `roots` that nobody holds (or whose lease expired)
+    /// for `worker`, until `lease` from now; also extends the worker's other claims.
+    fn claim(
+        &self,
+        worker: &str,
+        roots: &[std::path::PathBuf],
+        n: usize,
+        lease: std::time::Duration,
+    ) -> Result<Vec<WorkItem>>;
+
+    /// Gives back everything `worker` holds (a worker ending: what it did not store waits for
+    /// the next one).
+    fn release(&self, worker: &str) -> Result<()>;
+
+    /// Takes files out of the queue without storing them (gone from disk since queued).
+    fn forget(&self, paths: &[std::path::PathBuf]) -> Result<()>;
+
+    /// How much is waiting and claimed under `roots`.
+    fn progress(&self, roots: &[std::path::PathBuf]) -> Result<QueueProgress>;
+}
+
 /// A lazily read sequence of `(id, value)` in id order.
 pub type Entries<'a, T> = Box<dyn Iterator<Item = Result<(u64, T)>> + Send + 'a>;
 
@@ -178,6 +227,11 @@ pub trait Store: Send + Sync {
 
     /// Bytes the store takes on disk, where it can tell.
     fn disk_bytes(&self) -> u64;
+
+    /// The work queue index workers share, for a store several processes write to.
+    fn work_queue(&self) -> Option<&dyn WorkQueue> {
+        None
+    }
 
     /// The `k` images whose global vectors are most similar to `query` (unit length), best
     /// first, from the store's own vector index with beam width `ef`; `None` when the store has

@@ -25,12 +25,13 @@ use crate::error::Result;
 mod change;
 mod removal;
 mod report;
+mod shared;
 #[cfg(test)]
 mod tests;
 mod write;
 
 use change::{Prepared, changed_files, prepare};
-pub use report::{FileOutcome, IndexOptions, IndexReport, NoProgress, Progress, ProgressEvent};
+pub use report::{FileOutcome, IndexOptions, IndexReport, NoProgress, Progress, ProgressEvent, SharedWork};
 pub use write::REDUCTION_SAMPLE;
 
 /// Runs one index job over `options.crawl.roots`.
@@ -58,6 +59,14 @@ pub fn run_index_job(
             .in_scope(|| write::fit_region_reduction(collection, encoder, &todo, options))?;
     }
 
+    // On a store several workers share, this one embeds only the files it claims.
+    let queue = collection.work_queue();
+    let worker = shared::worker_name();
+    if let Some(queue) = queue {
+        let queued = shared::enqueue(queue, &todo)?;
+        report.shared = Some(SharedWork { queued, ..Default::default() });
+    }
+
     let batch_size = options.batch_size.max(1);
     let (work_tx, work_rx) = crossbeam_channel::bounded::<FoundFile>(4 * batch_size);
     let (done_tx, done_rx) = crossbeam_channel::bounded::<Prepared>(2 * batch_size);
@@ -78,12 +87,17 @@ pub fn run_index_job(
             });
         }
         drop((work_rx, done_tx));
-        s.spawn(move || {
+        let worker = &worker;
+        let feeder = s.spawn(move || -> Result<usize> {
+            if let Some(queue) = queue {
+                return shared::feed_claims(collection, queue, worker, options, work_tx, cancel);
+            }
             for file in todo {
                 if cancel.load(Ordering::Relaxed) || work_tx.send(file).is_err() {
                     break;
                 }
             }
+            Ok(0)
         });
         // The encoder runs here, on the job's thread: one device worker.
         let mut pending: Vec<Prepared> = Vec::with_capacity(2 * batch_size);
@@ -105,11 +119,25 @@ pub fn run_index_job(
             }
             if finished || cancelled {
                 report.cancelled = cancelled;
-                // Dropping the receiver stops the workers.
-                return Ok(());
+                break;
             }
         }
+        // Dropping the receiver stops the workers (and a feeder blocked on a full channel).
+        drop(done_rx);
+        let claimed = feeder.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+        if let Some(shared) = report.shared.as_mut() {
+            shared.claimed = claimed;
+        }
+        Ok(())
     });
+    if let Some(queue) = queue {
+        // Files this worker claimed but did not store (failed to read, cancelled) wait for the
+        // next worker; so does everything if this job failed.
+        queue.release(&worker)?;
+        if let Some(shared) = report.shared.as_mut() {
+            shared.left = queue.progress(&options.crawl.roots)?;
+        }
+    }
     outcome?;
 
     if !report.cancelled {

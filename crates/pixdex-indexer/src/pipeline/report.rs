@@ -27,6 +27,10 @@ pub struct IndexOptions {
     /// Also embed each image aspect-preserving at [`crate::encoder::REGION_LONG_SIDE`] and keep
     /// that grid (reduced) for region search (one larger forward pass per image).
     pub region_grids: bool,
+    /// With a store whose work queue several workers share: how long a claimed file is this
+    /// worker's before another may take it (renewed at every claim, so only a worker that
+    /// stopped loses its files).
+    pub claim_lease: Duration,
 }
 
 impl Default for IndexOptions {
@@ -39,6 +43,7 @@ impl Default for IndexOptions {
             decode_limits: DecodeLimits::default(),
             dedup_views: true,
             region_grids: true,
+            claim_lease: Duration::from_secs(600),
         }
     }
 }
@@ -125,4 +130,18 @@ pub struct IndexReport {
     pub cancelled: bool,
     /// Wall time.
     pub elapsed: Duration,
+    /// With a shared work queue: files this worker claimed, and the queue under its roots when
+    /// it finished (files other workers still hold or that wait).
+    pub shared: Option<SharedWork>,
+}
+
+/// What a worker saw of the work queue it shared with others.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SharedWork {
+    /// Files queued by this worker's crawl that were not queued already.
+    pub queued: usize,
+    /// Files this worker claimed.
+    pub claimed: usize,
+    /// The queue under this worker's roots when it finished.
+    pub left: pixdex_core::QueueProgress,
 }
