@@ -15,9 +15,9 @@
 //!
 //! `--no-rebuild` skips timing a rebuild of the graph alone from the stored vectors.
 
-use pixdex_benches::{arg, arg_str, random_unit};
-use pixdex_core::{Embedding, ImageId, ImageRecord, ImageStatus, NewImage, SimilarQuery, UnitVector};
-use rand::{Rng, SeedableRng};
+use pixdex_benches::{arg, arg_str, clustered_vectors as generate, random_unit, vector_image as image};
+use pixdex_core::{ImageId, SimilarQuery, UnitVector};
+use rand::SeedableRng;
 use serde_json::json;
 use std::collections::HashSet;
 use std::io::{Read, Write};
@@ -55,36 +55,6 @@ fn write_fvecs(path: &Path, vectors: &[UnitVector]) -> anyhow::Result<()> {
     }
     w.flush()?;
     Ok(())
-}
-
-/// `n` vectors: uniform on the sphere, or a random centre's direction plus isotropic noise of
-/// about the centre's norm (cosine to the centre ≈ 0.7).
-fn generate(rng: &mut rand::rngs::StdRng, centres: &[UnitVector], dim: usize, n: usize) -> Vec<UnitVector> {
-    (0..n)
-        .map(|_| {
-            if centres.is_empty() {
-                return random_unit(rng, dim);
-            }
-            let c = &centres[rng.random_range(0..centres.len())];
-            let noise = random_unit(rng, dim);
-            UnitVector::new(c.as_slice().iter().zip(noise.as_slice()).map(|(a, b)| a + b).collect()).expect("non-zero")
-        })
-        .collect()
-}
-
-fn image(i: usize, v: UnitVector) -> NewImage {
-    NewImage {
-        record: ImageRecord {
-            path: PathBuf::from(format!("/random/{i}")),
-            size: 0,
-            mtime_ns: 0,
-            blake3: [0; 32],
-            width: 1,
-            height: 1,
-            status: ImageStatus::Embedded,
-        },
-        embedding: Embedding::Computed { global: v, patches: None, views: None, region: None },
-    }
 }
 
 /// Recall@k and queries per second of `search` over `queries`, one at a time.

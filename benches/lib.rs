@@ -190,3 +190,42 @@ pub fn synthetic_collection(name: &str, dim: usize) -> anyhow::Result<(tempfile:
     let collection = pixdex_core::Collection::open_or_create(dir.path(), &config)?;
     Ok((dir, collection))
 }
+
+/// `n` vectors: uniform on the sphere (no `centres`), or a random centre's direction plus
+/// isotropic noise of about the centre's norm (cosine to the centre ≈ 0.7), as embeddings of
+/// photos cluster.
+pub fn clustered_vectors(
+    rng: &mut rand::rngs::StdRng,
+    centres: &[pixdex_core::UnitVector],
+    dim: usize,
+    n: usize,
+) -> Vec<pixdex_core::UnitVector> {
+    use rand::Rng;
+    (0..n)
+        .map(|_| {
+            if centres.is_empty() {
+                return random_unit(rng, dim);
+            }
+            let c = &centres[rng.random_range(0..centres.len())];
+            let noise = random_unit(rng, dim);
+            pixdex_core::UnitVector::new(c.as_slice().iter().zip(noise.as_slice()).map(|(a, b)| a + b).collect())
+                .expect("non-zero")
+        })
+        .collect()
+}
+
+/// An embedded image `/random/i` with only a global vector.
+pub fn vector_image(i: usize, v: pixdex_core::UnitVector) -> pixdex_core::NewImage {
+    pixdex_core::NewImage {
+        record: pixdex_core::ImageRecord {
+            path: std::path::PathBuf::from(format!("/random/{i}")),
+            size: 0,
+            mtime_ns: 0,
+            blake3: [0; 32],
+            width: 1,
+            height: 1,
+            status: pixdex_core::ImageStatus::Embedded,
+        },
+        embedding: pixdex_core::Embedding::Computed { global: v, patches: None, views: None, region: None },
+    }
+}
