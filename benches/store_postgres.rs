@@ -73,7 +73,11 @@ fn main() -> anyhow::Result<()> {
     let (n, dim, nq, k) =
         (arg(&args, "--n", 100_000), arg(&args, "--dim", 384), arg(&args, "--queries", 1000), arg(&args, "--k", 10));
     let list = |flag: &str, default: &str| -> anyhow::Result<Vec<usize>> {
-        Ok(arg_str(&args, flag).unwrap_or_else(|| default.into()).split(',').map(|s| s.trim().parse()).collect::<Result<_, _>>()?)
+        Ok(arg_str(&args, flag)
+            .unwrap_or_else(|| default.into())
+            .split(',')
+            .map(|s| s.trim().parse())
+            .collect::<Result<_, _>>()?)
     };
     let (efs, clients) = (list("--ef", "40,64,100,200")?, list("--clients", "1,8")?);
     let clusters = arg(&args, "--clusters", 2000);

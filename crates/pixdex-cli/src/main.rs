@@ -31,7 +31,8 @@ fn main() -> ExitCode {
         | args::Command::Search(_)
         | args::Command::Region(_)
         | args::Command::Stats(_)
-        | args::Command::Dedup(_) => "warn",
+        | args::Command::Dedup(_)
+        | args::Command::Config(_) => "warn",
     };
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -50,6 +51,7 @@ fn main() -> ExitCode {
         args::Command::Stats(a) => cmd::stats::run(a),
         args::Command::Serve(a) => cmd::serve::run(a),
         args::Command::Dedup(a) => cmd::dedup::run(a),
+        args::Command::Config(args::ConfigCommand::Check { file }) => cmd::config::check(&file),
     };
     match result {
         Ok(code) => code,

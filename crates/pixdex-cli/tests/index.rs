@@ -354,3 +354,36 @@ fn views_are_stored_by_default_and_backfilled() {
     let plain = c.global_vector(m).unwrap().unwrap();
     assert!(plain.dot(flipped.as_slice()) > 0.999, "{}", plain.dot(flipped.as_slice()));
 }
+
+/// `--config FILE`: the file's settings apply, an environment variable overrides them, and
+/// `pixdex config check` names a bad setting.
+#[test]
+fn a_config_file_is_read_and_the_environment_overrides_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("lib");
+    std::fs::create_dir_all(&root).unwrap();
+    picture(1, 64, 48).save(root.join("one.png")).unwrap();
+    let (from_file, from_env) = (tmp.path().join("file-db"), tmp.path().join("env-db"));
+    let config = tmp.path().join("pixdex.toml");
+    let text = format!(
+        "db = {:?}\nmodel = {:?}\n[index]\nroots = [{:?}]\nquiet = true\n",
+        from_file.display().to_string(),
+        tiny_model().display().to_string(),
+        root.display().to_string()
+    );
+    std::fs::write(&config, text).unwrap();
+    let summary = ok(pixdex(&["index", "--config", config.to_str().unwrap()]));
+    assert!(summary.contains("1 images"), "{summary}");
+    assert!(from_file.join("db").exists());
+    let out = ok(pixdex_command()
+        .args(["index", "--config", config.to_str().unwrap()])
+        .env("PIXDEX_DB", &from_env)
+        .output()
+        .unwrap());
+    assert!(out.contains("1 embedded"), "{out}");
+    assert!(from_env.join("db").exists(), "PIXDEX_DB overrides the file's db");
+    assert!(ok(pixdex(&["config", "check", config.to_str().unwrap()])).contains(": ok"));
+    std::fs::write(&config, "[index]\nbatch-sise = 3\n").unwrap();
+    let bad = pixdex(&["config", "check", config.to_str().unwrap()]);
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("batch-sise"));
+}

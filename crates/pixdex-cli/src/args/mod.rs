@@ -4,6 +4,7 @@
 //! `ServeArgs::config`, …).
 
 mod commands;
+pub mod config_file;
 mod dedup;
 mod serve;
 mod shared;
@@ -25,6 +26,12 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Read settings from this TOML file (keys are option names; top-level keys for every
+    /// command, `[serve]`, `[index]`, … tables for one). The command line and environment
+    /// variables override it. `pixdex config check FILE` checks one; deploy/pixdex.example.toml
+    /// shows every option.
+    #[arg(long, global = true, env = "PIXDEX_CONFIG", value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -46,10 +53,23 @@ pub enum Command {
     /// Find exact and near-duplicate images, report them (text, JSON, CSV, HTML) and optionally
     /// move the copies that are not keepers aside (never deleting; undoable).
     Dedup(DedupArgs),
+    /// Work with config files (`pixdex config check FILE`).
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+/// `pixdex config …`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Check that every setting in a config file is known and every value accepted.
+    Check {
+        /// The TOML file.
+        file: std::path::PathBuf,
+    },
 }
 
 /// Options that only make sense when a command opens the collection itself (arg ids).
-const OFFLINE_ONLY: [&str; 5] = ["db", "model", "device", "dtype", "batch_size"];
+pub(crate) const OFFLINE_ONLY: [&str; 5] = ["db", "model", "device", "dtype", "batch_size"];
 
 impl Cli {
     /// Parses the command line (exiting with usage on error). With `--server` (or
@@ -57,7 +77,12 @@ impl Cli {
     /// than silently ignored; one that comes from the environment (`PIXDEX_DB`, `PIXDEX_MODEL`) is
     /// ignored.
     pub fn parse_checked() -> Self {
-        Self::try_parse_checked_from(std::env::args_os()).unwrap_or_else(|e| e.exit())
+        let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+        let argv = config_file::merge(&Self::command(), argv).unwrap_or_else(|e| {
+            eprintln!("error: {e}");
+            std::process::exit(2)
+        });
+        Self::try_parse_checked_from(argv).unwrap_or_else(|e| e.exit())
     }
 
     fn try_parse_checked_from<I, T>(args: I) -> Result<Self, clap::Error>

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod config;
 pub mod dedup;
 pub mod embed;
 pub mod index;
