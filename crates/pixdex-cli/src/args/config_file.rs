@@ -104,14 +104,21 @@ fn tokens(arg: &Arg, key: &str, value: &toml::Value) -> Result<(Vec<String>, Vec
     Ok((values.into_iter().map(|v| format!("--{long}={v}")).collect(), Vec::new()))
 }
 
+/// One setting of the file as a command sees it.
+struct Setting {
+    /// Where it is in the file (`batch-size`, `index.batch-size`).
+    key: String,
+    /// The clap argument it sets.
+    id: String,
+    /// The options it stands for, placed before the user's.
+    options: Vec<String>,
+    /// Positional values it stands for, placed after the user's.
+    positional: Vec<String>,
+}
+
 /// The settings of `table` that apply to subcommand `name` (top-level keys it has, and its own
-/// table), as (key, arg id, tokens before the user's, positional values). Errors name keys no
-/// command knows.
-fn settings_for(
-    root: &Command,
-    table: &toml::Table,
-    name: &str,
-) -> Result<Vec<(String, String, Vec<String>, Vec<String>)>, ConfigError> {
+/// table). Errors name keys no command knows.
+fn settings_for(root: &Command, table: &toml::Table, name: &str) -> Result<Vec<Setting>, ConfigError> {
     let sub = root.find_subcommand(name).expect("a known subcommand");
     let mut out = Vec::new();
     for (key, value) in table {
@@ -120,8 +127,8 @@ fn settings_for(
         }
         match find_arg(sub, key) {
             Some(arg) => {
-                let (opts, pos) = tokens(arg, key, value)?;
-                out.push((key.clone(), arg.get_id().to_string(), opts, pos));
+                let (options, positional) = tokens(arg, key, value)?;
+                out.push(Setting { key: key.clone(), id: arg.get_id().to_string(), options, positional });
             }
             None if root.get_subcommands().any(|s| find_arg(s, key).is_some()) => {}
             None => return Err(ConfigError(format!("unknown setting `{key}`: no pixdex command has --{key}"))),
@@ -133,8 +140,8 @@ fn settings_for(
             let arg = find_arg(sub, key).ok_or_else(|| {
                 ConfigError(format!("unknown setting `{name}.{key}`: `pixdex {name}` has no --{key}"))
             })?;
-            let (opts, pos) = tokens(arg, key, value)?;
-            out.push((format!("{name}.{key}"), arg.get_id().to_string(), opts, pos));
+            let (options, positional) = tokens(arg, key, value)?;
+            out.push(Setting { key: format!("{name}.{key}"), id: arg.get_id().to_string(), options, positional });
         }
     }
     Ok(out)
@@ -184,13 +191,13 @@ pub fn merge(root: &Command, argv: Vec<OsString>) -> Result<Vec<OsString>, Confi
     };
     // Through a server, the file's collection and model settings do not apply (they are the
     // server's), rather than conflicting with --server.
-    let remote = given.iter().any(|id| id == "server") || settings.iter().any(|(_, id, _, _)| id == "server");
-    let applies = |id: &String| !given.contains(id) && !(remote && super::OFFLINE_ONLY.contains(&id.as_str()));
+    let remote = given.iter().any(|id| id == "server") || settings.iter().any(|s| s.id == "server");
+    let offline_only = |id: &str| remote && super::OFFLINE_ONLY.contains(&id);
     let (mut options, mut positional) = (Vec::new(), Vec::new());
-    for (_, id, opts, pos) in settings.into_iter().filter(|(_, id, _, _)| applies(id)) {
-        tracing::debug!(setting = %id, "from the config file");
-        options.extend(opts);
-        positional.extend(pos);
+    for s in settings.into_iter().filter(|s| !(given.contains(&s.id) || offline_only(&s.id))) {
+        tracing::debug!(setting = %s.key, "from the config file");
+        options.extend(s.options);
+        positional.extend(s.positional);
     }
     let mut merged: Vec<OsString> = argv[..=at].to_vec();
     merged.extend(options.into_iter().map(OsString::from));
@@ -219,15 +226,15 @@ pub fn check(root: &Command, path: &Path) -> Result<Vec<String>, ConfigError> {
             ids.iter().fold(s, |s, id| s.mut_arg(id, |a| a.required(false)))
         });
         let mut argv = vec!["pixdex".to_string(), name.to_string()];
-        for (_, _, opts, pos) in &settings {
-            argv.extend(opts.iter().cloned());
-            argv.extend(pos.iter().cloned());
+        for s in &settings {
+            argv.extend(s.options.iter().cloned());
+            argv.extend(s.positional.iter().cloned());
         }
         probe.try_get_matches_from(&argv).map_err(|e| {
             let text = e.to_string();
             ConfigError(format!("{}: [{name}] {}", path.display(), text.lines().next().unwrap_or(&text)))
         })?;
-        let keys: Vec<&str> = settings.iter().map(|(k, _, _, _)| k.as_str()).collect();
+        let keys: Vec<&str> = settings.iter().map(|s| s.key.as_str()).collect();
         lines.push(format!("{name}: {} settings ({})", keys.len(), keys.join(", ")));
     }
     Ok(lines)
