@@ -16,6 +16,7 @@ mod queue;
 pub mod schema;
 mod store;
 pub mod testing;
+mod transactions;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use std::future::Future;
