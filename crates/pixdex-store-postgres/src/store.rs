@@ -200,6 +200,20 @@ impl Store for PostgresStore {
         })
     }
 
+    fn records_of(&self, ids: &[u64]) -> Result<Vec<Option<ImageRecord>>> {
+        let wanted: Vec<i64> = ids.iter().map(|&id| to_i64(id)).collect();
+        self.run(move |inner| async move {
+            let client = inner.client().await?;
+            let rows = client
+                .query("SELECT image_id, record FROM pixdex_images WHERE image_id = ANY($1)", &[&wanted])
+                .await
+                .map_err(inner.err("reading records"))?;
+            let found: std::collections::HashMap<i64, ImageRecord> =
+                rows.iter().map(|r| (r.get::<_, i64>(0), r.get::<_, Json<ImageRecord>>(1).0)).collect();
+            Ok(wanted.iter().map(|id| found.get(id).cloned()).collect())
+        })
+    }
+
     fn records(&self) -> Entries<'_, ImageRecord> {
         Box::new(Pages {
             fetch: Box::new(move |cursor| {

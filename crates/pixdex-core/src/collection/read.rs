@@ -30,6 +30,14 @@ impl Collection {
         self.store.record(id.0)
     }
 
+    /// The records of several images, in the order asked.
+    pub fn get_many(&self, ids: &[ImageId]) -> Result<Vec<Option<ImageRecord>>> {
+        if let Some(records) = self.record_cache.read().as_ref() {
+            return Ok(ids.iter().map(|id| records.get(&id.0).cloned()).collect());
+        }
+        self.store.records_of(&ids.iter().map(|id| id.0).collect::<Vec<_>>())
+    }
+
     /// Keeps every record in RAM from now on (about 200 bytes each), so that searches read
     /// results without the store or JSON: for long-lived processes (the server). A store other
     /// processes write to is always read.

@@ -101,17 +101,12 @@ impl Collection {
             Some(found) => hits_of(found),
             None => self.search_graph(vector, query, prefix, &exclude)?,
         };
-        let mut out = Vec::with_capacity(hits.len());
-        for hit in hits {
-            if query.min_score.is_some_and(|min| hit.score < min) {
-                break; // best first: the rest are lower
-            }
-            // A record removed since the search answered is simply not returned.
-            if let Some(record) = self.get(hit.id)? {
-                out.push(SimilarHit { hit, record });
-            }
-        }
-        Ok(out)
+        // Best first: past the minimum score the rest are lower.
+        let kept: Vec<Hit> =
+            hits.into_iter().take_while(|h| query.min_score.is_none_or(|min| h.score >= min)).collect();
+        let records = self.get_many(&kept.iter().map(|h| h.id).collect::<Vec<_>>())?;
+        // A record removed since the search answered is simply not returned.
+        Ok(kept.into_iter().zip(records).filter_map(|(hit, r)| Some(SimilarHit { hit, record: r? })).collect())
     }
 
     /// The search through the collection's own HNSW graph (or an exact scan where that is

@@ -181,6 +181,12 @@ pub trait Store: Send + Sync {
     /// The record of an image.
     fn record(&self, id: u64) -> Result<Option<ImageRecord>>;
 
+    /// The records of several images, in the order asked (`None` where there is none): one
+    /// round trip for a networked store.
+    fn records_of(&self, ids: &[u64]) -> Result<Vec<Option<ImageRecord>>> {
+        ids.iter().map(|&id| self.record(id)).collect()
+    }
+
     /// Every record, in id order.
     fn records(&self) -> Entries<'_, ImageRecord>;
 
