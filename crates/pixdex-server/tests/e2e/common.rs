@@ -2,6 +2,7 @@
 
 use pixdex_indexer::encoder::{Encoder, PixioEncoder};
 use pixdex_server::{ClientOptions, ModelLoader, PixdexClient, ServeError, Server, ServerConfig, pb};
+use pixdex_store_postgres::testing::TestPostgres;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -95,6 +96,14 @@ pub struct TestServer {
     pub dir: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<Result<(), ServeError>>>,
+    /// The database the collection is in, when the suite runs on PostgreSQL (dropped last).
+    pub postgres: Option<TestPostgres>,
+}
+
+/// Whether this run of the suite keeps its collections in PostgreSQL (`PIXDEX_E2E_STORE=postgres`,
+/// as `.ci/run`'s second pass does) instead of sled folders.
+pub fn on_postgres() -> bool {
+    std::env::var("PIXDEX_E2E_STORE").is_ok_and(|v| v == "postgres")
 }
 
 impl TestServer {
@@ -148,6 +157,15 @@ impl TestServer {
         metrics: Option<TcpListener>,
         options: ClientOptions,
     ) -> Self {
+        let mut config = config;
+        let postgres = if on_postgres() && config.store.is_none() {
+            let pg = TestPostgres::start("the e2e suite on PostgreSQL")
+                .expect("PIXDEX_E2E_STORE=postgres needs PIXDEX_PG_BIN");
+            config.store = Some(pg.url());
+            Some(pg)
+        } else {
+            None
+        };
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let scheme = if config.tls.is_some() { "https" } else { "http" };
         let url = format!("{scheme}://{}", listener.local_addr().unwrap());
@@ -167,7 +185,14 @@ impl TestServer {
         if wait {
             client.wait_ready(PATIENCE).await.expect("server ready");
         }
-        Self { url, client, dir, stop: Some(stop), handle: Some(handle) }
+        Self { url, client, dir, stop: Some(stop), handle: Some(handle), postgres }
+    }
+
+    /// Where its collection lives (the sled folder, or the database with that folder for the
+    /// derived indexes), to open it offline.
+    pub fn location(&self) -> pixdex_store_postgres::CollectionLocation {
+        let url = self.postgres.as_ref().map(TestPostgres::url);
+        pixdex_store_postgres::CollectionLocation::new(url.as_deref(), &self.dir.path().join("db")).expect("a location")
     }
 
     pub fn library(&self) -> PathBuf {

@@ -1,6 +1,5 @@
 //! Index jobs: streamed progress, errors, cancellation, shutdown mid-job.
 
-use pixdex_core::Collection;
 use pixdex_server::pb;
 use std::collections::HashSet;
 
@@ -111,7 +110,7 @@ async fn shutdown_mid_job_stores_the_batch_in_flight_and_flushes() {
     let last = last.expect("a final state after shutdown began");
     assert_eq!(last.state(), pb::JobState::Cancelled, "{last:?}");
     // The collection opens offline (the lock is released) and holds exactly what was reported.
-    let collection = Collection::open(&server.dir.path().join("db")).expect("opens after shutdown");
+    let collection = server.location().open().expect("opens after shutdown");
     assert_eq!(collection.vector_count() as u64, last.embedded);
     let ids: HashSet<_> = collection.records().map(|r| r.unwrap().0).collect();
     assert_eq!(ids.len() as u64, last.embedded + last.failed);

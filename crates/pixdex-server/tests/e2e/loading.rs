@@ -48,7 +48,8 @@ async fn another_model_on_an_existing_collection_stops_the_server_with_a_clear_e
     let mut server = TestServer::start(|_| {}).await;
     server.stop().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let config = pixdex_server::ServerConfig::new(server.dir.path().join("db"));
+    let mut config = pixdex_server::ServerConfig::new(server.dir.path().join("db"));
+    config.store = server.postgres.as_ref().map(|pg| pg.url());
     let other = Box::new(|_: Option<&pixdex_core::CollectionConfig>| {
         let source = pixio::WeightSource::parse(&tiny_model().with_file_name("b-hub").display().to_string())
             .map_err(|e| e.to_string())?;
