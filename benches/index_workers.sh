@@ -42,7 +42,7 @@ psql() { "$PIXDEX_PG_BIN/psql" -h 127.0.0.1 -p "$port" -U postgres -qAt "$@"; }
 
 now() { date +%s.%N; }
 calc() { awk "BEGIN { printf \"%.3f\", $1 }"; }
-index() { "$pixdex" index "$work/lib" --model "$model" --batch-size "$batch" -q "$@" | head -1; }
+index() { "$pixdex" index "$work/lib" --model "$model" --batch-size "$batch" -q "$@" > "$work/last"; head -1 "$work/last"; }
 
 echo "$count photos, ViT-S/14 (real weights), batch $batch, every feature; $(nproc) cores"
 printf '%-28s %8s %10s %8s\n' "store" "wall s" "images/s" "ratio"

@@ -111,8 +111,13 @@ impl Summary {
         }
     }
 
-    fn print(&self) {
-        println!(
+    /// Prints the summary; an error (a closed pipe: `pixdex index … | head -1`) is returned, not a
+    /// panic.
+    fn print(&self) -> std::io::Result<()> {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        writeln!(
+            out,
             "{} images: {} embedded, {} reused (copies/moves/touched), {} unchanged, {} failed, {} removed in {:.1}s ({:.1} images/s){}",
             self.found,
             self.embedded,
@@ -123,7 +128,7 @@ impl Summary {
             self.secs,
             self.embedded as f64 / self.secs.max(1e-9),
             if self.cancelled { " — cancelled, run again to resume" } else { "" }
-        );
+        )?;
         for (path, error) in &self.unreadable {
             eprintln!("unreadable: {path}: {error}");
         }
@@ -131,15 +136,16 @@ impl Summary {
             eprintln!("warning: {reason}");
         }
         if let Some(shared) = &self.shared {
-            println!(
+            writeln!(
+                out,
                 "shared work: this worker queued {} new files and claimed {}; under its roots {} wait and {} are \
                  claimed by other workers",
                 shared.queued, shared.claimed, shared.left.waiting, shared.left.claimed
-            );
+            )?;
         }
         match &self.collection {
-            (name, Some(images)) => println!("collection: {name} ({images} images)"),
-            (name, None) => println!("collection: {name}"),
+            (name, Some(images)) => writeln!(out, "collection: {name} ({images} images)"),
+            (name, None) => writeln!(out, "collection: {name}"),
         }
     }
 
@@ -183,7 +189,7 @@ fn index_offline(args: &IndexArgs) -> anyhow::Result<ExitCode> {
     let report = run_index_job(&collection, &encoder, &options, &progress, &cancel)?;
     progress.bar.finish_and_clear();
     let summary = Summary::from_report(&report, &db.describe(), collection.len()?);
-    summary.print();
+    summary.print()?;
     Ok(summary.exit_code())
 }
 
@@ -316,6 +322,6 @@ async fn index_served(args: &IndexArgs, remote: &remote::Remote) -> anyhow::Resu
         shared: None,
         collection: (remote.url.clone(), images),
     };
-    summary.print();
+    summary.print()?;
     Ok(summary.exit_code())
 }
