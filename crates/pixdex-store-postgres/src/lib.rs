@@ -16,6 +16,7 @@ mod queue;
 pub mod schema;
 mod store;
 pub mod testing;
+mod tls;
 mod transactions;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
@@ -23,7 +24,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
-use tokio_postgres::NoTls;
 
 pub use location::CollectionLocation;
 use pixdex_core::{Error, Result};
@@ -85,8 +85,12 @@ impl PostgresStore {
     /// schema than this build reads.
     pub fn connect(url: &str) -> Result<Self> {
         let location = redact(url);
+        let (url, root_cert) = tls::take_root_cert(url);
         let mut config: tokio_postgres::Config =
             url.parse().map_err(|e| backend(&location, "not a PostgreSQL URL", e))?;
+        // `sslmode` decides whether TLS is used (prefer, the default: if the server offers it);
+        // the certificate is always verified, against the system's roots or `sslrootcert`.
+        let tls = tls::connector(root_cert.as_deref()).map_err(|e| backend(&location, "TLS", e))?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
         }
@@ -99,7 +103,7 @@ impl PostgresStore {
             .enable_all()
             .build()
             .map_err(|e| backend(&location, "starting the database runtime", e))?;
-        let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let manager = Manager::from_config(config, tls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(manager)
             .max_size(POOL_SIZE)
             .runtime(deadpool_postgres::Runtime::Tokio1)
@@ -111,6 +115,18 @@ impl PostgresStore {
         let store = Self { inner, runtime: Some(runtime) };
         store.run(|inner| async move { inner.migrate().await })?;
         Ok(store)
+    }
+
+    /// Whether this store's connections to the server are encrypted (TLS).
+    pub fn connection_encrypted(&self) -> Result<bool> {
+        self.run(|inner| async move {
+            let client = inner.client().await?;
+            let row = client
+                .query_one("SELECT coalesce((SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()), false)", &[])
+                .await
+                .map_err(inner.err("reading the connection's state"))?;
+            Ok(row.get(0))
+        })
     }
 
     /// Runs `f` on the store's runtime and waits for its result (from any thread).

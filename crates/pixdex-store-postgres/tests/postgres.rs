@@ -356,3 +356,20 @@ fn work_claims_never_overlap_and_expired_leases_pass_on() {
     let p = queue.progress(&roots).unwrap();
     assert_eq!((p.waiting, p.claimed), (0, 8));
 }
+
+/// TLS to the database: `sslmode=require` is honoured (a server without TLS is refused, never
+/// used in the clear); the default (prefer) uses TLS only where the server offers it. (The
+/// wheel's PostgreSQL is built without SSL, so a verified handshake is not testable here.)
+#[test]
+fn sslmode_require_never_falls_back_to_plaintext() {
+    let Some(pg) = TestPostgres::start("sslmode_require_never_falls_back_to_plaintext") else { return };
+    let refused = PostgresStore::connect(&format!("{}?sslmode=require", pg.url())).err().expect("no TLS offered");
+    assert!(matches!(refused, Error::Backend { .. }), "{refused}");
+    assert!(refused.to_string().contains("TLS"), "{refused}");
+    let plain = PostgresStore::connect(&pg.url()).unwrap();
+    assert!(!plain.connection_encrypted().unwrap());
+    // A CA file that is not one is a clear error before any connection.
+    let bad = tempfile::NamedTempFile::new().unwrap();
+    let err = PostgresStore::connect(&format!("{}?sslrootcert={}", pg.url(), bad.path().display())).err().unwrap();
+    assert!(err.to_string().contains("sslrootcert") && err.to_string().contains("no certificate"), "{err}");
+}
