@@ -69,7 +69,7 @@ pub enum ConfigCommand {
 }
 
 /// Options that only make sense when a command opens the collection itself (arg ids).
-pub(crate) const OFFLINE_ONLY: [&str; 5] = ["db", "model", "device", "dtype", "batch_size"];
+pub(crate) const OFFLINE_ONLY: [&str; 6] = ["db", "store", "model", "device", "dtype", "batch_size"];
 
 impl Cli {
     /// Parses the command line (exiting with usage on error). With `--server` (or

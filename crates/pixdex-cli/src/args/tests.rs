@@ -19,6 +19,7 @@ fn offline_only_options_conflict_with_server() {
         (&["index", "lib"], &["--batch-size", "4"]),
         (&["index", "lib"], &["--dtype", "f16"]),
         (&["stats"], &["--db", "d"]),
+        (&["stats"], &["--store", "postgres://u@h/db"]),
     ] {
         let args: Vec<&str> = command.iter().chain(option).copied().collect();
         if std::env::var_os("PIXDEX_SERVER").is_none() {
