@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use pixdex_core::{Collection, CollectionConfig, Result, SledStore, Store};
+use pixdex_core::{Collection, CollectionConfig, Result, Store};
 
 use crate::{PostgresStore, is_postgres_url, redact};
 
@@ -90,14 +90,6 @@ impl CollectionLocation {
                 Collection::open_store(store, index_dir, Some(config))
             }
         }
-    }
-
-    /// The store alone (without the collection's derived indexes), e.g. to check a connection.
-    pub fn connect(&self) -> Result<Box<dyn Store>> {
-        Ok(match self {
-            Self::Folder(dir) => Box::new(SledStore::open(dir, false)?),
-            Self::Postgres { url, .. } => Box::new(PostgresStore::connect(url)?),
-        })
     }
 }
 

@@ -290,11 +290,12 @@ impl Store for PostgresStore {
     fn values(&self, kind: ValueKind, from: u64, step: usize) -> Entries<'_, Vec<u8>> {
         let step = step.max(1) as i64;
         // Each page numbers a window of `PAGE × step` ids and reads every `step`-th row's value,
-        // so that skipped rows' values never leave the server.
+        // so that skipped rows' values never leave the server; every row also says where the
+        // window ends (the next one starts after it, not after its last kept row).
         let sql = format!(
-            "SELECT t.image_id, t.{col} FROM {table} t JOIN (\
-                 SELECT image_id, row_number() OVER (ORDER BY image_id) - 1 AS n FROM (\
-                     SELECT image_id FROM {table} WHERE image_id >= $1 ORDER BY image_id LIMIT $2) w\
+            "SELECT t.image_id, t.{col}, s.last FROM {table} t JOIN (\
+                 SELECT image_id, row_number() OVER (ORDER BY image_id) - 1 AS n, max(image_id) OVER () AS last \
+                 FROM (SELECT image_id FROM {table} WHERE image_id >= $1 ORDER BY image_id LIMIT $2) w\
              ) s USING (image_id) WHERE s.n % $3 = 0 ORDER BY t.image_id",
             col = value_select(kind),
             table = table(kind)
@@ -302,32 +303,19 @@ impl Store for PostgresStore {
         let mut window_end: Option<u64> = None;
         Box::new(Pages {
             fetch: Box::new(move |cursor| {
-                // The next window starts after the previous one's last row, not its last kept row.
                 let start = window_end.map_or(cursor, |end| end.max(cursor));
                 let sql = sql.clone();
-                let (rows, last) = self.run(move |inner| async move {
+                let rows = self.run(move |inner| async move {
                     let client = inner.client().await?;
-                    let err = inner.err("reading values");
-                    let rows = client.query(&sql, &[&to_i64(start), &(PAGE * step), &step]).await.map_err(&err)?;
-                    let last: Option<i64> = client
-                        .query_one(
-                            &format!(
-                                "SELECT max(image_id) FROM (SELECT image_id FROM {} WHERE image_id >= $1 \
-                                 ORDER BY image_id LIMIT $2) w",
-                                table(kind)
-                            ),
-                            &[&to_i64(start), &(PAGE * step)],
-                        )
+                    let rows = client
+                        .query(&sql, &[&to_i64(start), &(PAGE * step), &step])
                         .await
-                        .map_err(&err)?
-                        .get(0);
-                    let rows: Vec<(u64, Vec<u8>)> =
-                        rows.iter().map(|r| (r.get::<_, i64>(0) as u64, value_from_row(kind, r))).collect();
-                    Ok((rows, last))
+                        .map_err(inner.err("reading values"))?;
+                    Ok(rows)
                 })?;
-                window_end = last.map(|l| l as u64 + 1);
-                // An empty page with more rows beyond cannot happen: row 0 of a window is kept.
-                Ok(rows)
+                // Row 0 of a window is always kept: an empty page means nothing is left.
+                window_end = rows.first().map(|r| r.get::<_, i64>(2) as u64 + 1);
+                Ok(rows.iter().map(|r| (r.get::<_, i64>(0) as u64, value_from_row(kind, r))).collect())
             }),
             buffer: VecDeque::new(),
             cursor: Some(from),

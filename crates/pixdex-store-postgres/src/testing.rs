@@ -9,7 +9,7 @@
 
 use std::net::TcpListener;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 /// A running server; stopped on drop.
@@ -133,27 +133,9 @@ impl TestPostgres {
         format!("postgresql://postgres@127.0.0.1:{}/postgres", self.port)
     }
 
-    /// Creates a fresh database and returns its URL (one per test keeps tests apart).
-    pub fn create_database(&self, name: &str) -> String {
-        let port = self.port.to_string();
-        let sql = format!("CREATE DATABASE \"{name}\"");
-        let psql = self.bin.join("psql");
-        let out = Command::new(psql)
-            .args(["-h", "127.0.0.1", "-p", &port, "-U", "postgres", "-v", "ON_ERROR_STOP=1", "-c", &sql])
-            .output()
-            .expect("psql");
-        assert!(out.status.success(), "{sql}: {}", String::from_utf8_lossy(&out.stderr));
-        format!("postgresql://postgres@127.0.0.1:{}/{name}", self.port)
-    }
-
     /// The server's log so far (for a failing test's message).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
-    }
-
-    /// The folder its files live in.
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
     }
 }
 

@@ -373,3 +373,25 @@ fn sslmode_require_never_falls_back_to_plaintext() {
     let err = PostgresStore::connect(&format!("{}?sslrootcert={}", pg.url(), bad.path().display())).err().unwrap();
     assert!(err.to_string().contains("sslrootcert") && err.to_string().contains("no certificate"), "{err}");
 }
+
+/// Paged reads in steps over several windows: every `step`-th value from an id on, in order.
+#[test]
+fn values_page_in_steps_across_windows() {
+    use pixdex_core::{Store, ValueKind};
+    let Some(pg) = TestPostgres::start("values_page_in_steps_across_windows") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let c = open(&pg.url(), dir.path());
+    let mut ids = Vec::new();
+    for chunk in 0..5u64 {
+        let batch = (0..500).map(|i| image(&format!("/v/{chunk}/{i}.jpg"), chunk * 500 + i, false)).collect();
+        ids.extend(c.commit(batch, &[]).unwrap().into_iter().map(|id| id.0));
+    }
+    let store = PostgresStore::connect(&pg.url()).unwrap();
+    for (from, step) in [(0usize, 1usize), (0, 2), (0, 3), (7, 2), (1500, 5)] {
+        let got: Vec<u64> = store.values(ValueKind::Global, ids[from], step).map(|e| e.unwrap().0).collect();
+        let want: Vec<u64> = ids[from..].iter().step_by(step).copied().collect();
+        assert_eq!(got, want, "from {from} step {step}");
+    }
+    let records: Vec<u64> = store.records().map(|e| e.unwrap().0).collect();
+    assert_eq!(records, ids);
+}
