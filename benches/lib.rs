@@ -185,7 +185,7 @@ pub fn synthetic_collection(name: &str, dim: usize) -> anyhow::Result<(tempfile:
         model_fingerprint: name.into(),
         embedding: name.into(),
         dim,
-        patch_codec: pixdex_core::PatchCodec { pool: 1 },
+        patch_codec: pixdex_core::PatchCodec { pool: 1, quantised: false },
     };
     let collection = pixdex_core::Collection::open_or_create(dir.path(), &config)?;
     Ok((dir, collection))

@@ -12,7 +12,7 @@
 //!
 //! The library is indexed with the real pipeline and the real-weights ViT-S/14. Methods:
 //! * **pixdex**: `Collection::search_region` as served (inverted-file vote per scale group,
-//!   rerank of the top 256 candidates on PCA-128 int8 grids, ranked by the peak less a quarter of
+//!   rerank of the top 256 candidates on the stored grids (PCA-128, product-quantised), ranked by the peak less a quarter of
 //!   the image's background);
 //! * pixdex with the other rankings (fused with the vote, the peak alone, contrast), fewer
 //!   candidates, and reranking every image (no candidate stage), which also gives where the vote
@@ -227,7 +227,7 @@ fn main() -> anyhow::Result<()> {
     let (region_bytes, region_grids) = collection.region_storage()?;
     let reduction = collection.region_reduction().ok_or_else(|| anyhow::anyhow!("no region grids stored"))?;
 
-    // 3. Full-precision reference grids (the stored ones are PCA-128 int8).
+    // 3. Full-precision reference grids (the stored ones are reduced and quantised).
     let t = Instant::now();
     let mut raw: Vec<(ImageId, pixdex_core::RegionFrame, PatchGrid)> = Vec::new();
     let cache_dir = base.join("reference");
@@ -315,7 +315,7 @@ fn main() -> anyhow::Result<()> {
         layers.iter().map(|l| format!("brute force, full precision, block {l} tokens, match")).collect();
     let mut methods = vec![
         "pixdex, fused (vote + peak)",
-        "pixdex (default: vote → top 256 → PCA-128 int8, peak − ¼ background)",
+        "pixdex (default: vote → top 256 → stored grids, peak − ¼ background)",
         "pixdex, ranked by the peak alone",
         "pixdex, ranked by contrast (peak − background)",
         "pixdex, top 64 candidates",
@@ -461,9 +461,9 @@ fn main() -> anyhow::Result<()> {
         index_s / n_db as f64
     );
     println!(
-        "stored region grids: {region_grids}, {:.1} KB per image (PCA-{} int8); full precision would be {:.1} KB (f32) / {:.1} KB (fp16)",
+        "stored region grids: {region_grids}, {:.1} KB per image ({}); full precision would be {:.1} KB (f32) / {:.1} KB (fp16)",
         region_bytes as f64 / region_grids.max(1) as f64 / 1000.0,
-        reduction.dim_out(),
+        reduction.describe(),
         raw.iter().map(|(_, _, g)| g.values().len() * 4).sum::<usize>() as f64 / n_db as f64 / 1000.0,
         raw.iter().map(|(_, _, g)| g.values().len() * 2).sum::<usize>() as f64 / n_db as f64 / 1000.0,
     );

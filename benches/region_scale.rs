@@ -175,8 +175,9 @@ fn main() -> anyhow::Result<()> {
     );
     println!("| what | value |\n|---|---|");
     println!(
-        "| stored region grids | {grids}, {:.1} KB each (PCA-128 int8), {:.0} MB in all |",
+        "| stored region grids | {grids}, {:.1} KB each ({}), {:.0} MB in all |",
         bytes as f64 / grids as f64 / 1e3,
+        reduction.describe(),
         bytes as f64 / 1e6
     );
     println!("| writing them (reduction included) | {fill_s:.1} s |");

@@ -266,8 +266,17 @@ fn real_weights_search_finds_the_original_of_an_edited_copy() {
         "{out}"
     );
     let stats: serde_json::Value =
-        serde_json::from_str(&ok(pixdex(&["stats", "--db", db.to_str().unwrap(), "--json"]))).unwrap();
+        serde_json::from_str(&ok(pixdex(&["stats", "--db", db.to_str().unwrap(), "--json", "--by-kind"]))).unwrap();
     assert_eq!(stats["embedded"], 30);
+    // Every kind of value is stored once per image; quantised, a 16×16 patch grid is its
+    // 7-byte header and 32 code bytes per patch.
+    let kinds = &stats["stored_bytes"];
+    for kind in ["global", "patches", "views", "flipped_patches", "regions"] {
+        assert_eq!(kinds[kind]["values"], 30, "{kind}: {stats}");
+    }
+    assert_eq!(kinds["patches"]["per_value"], 7 + 16 * 16 * 32, "{stats}");
+    assert_eq!(kinds["global"]["per_value"], 384 * 4, "{stats}");
+    assert!(stats["patch_codec"].as_str().unwrap().contains("product-quantised"), "{stats}");
 }
 
 /// Ctrl-C (SIGINT) finishes the batch in flight, writes it, says so, and the next run resumes.

@@ -9,7 +9,7 @@ use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 
 use crate::codec::{PatchCodec, decode_region, encode_region};
 use crate::region_grid::RegionFrame;
-use crate::region_reduction::RegionReduction;
+use crate::token_reduction::TokenReduction;
 use crate::vectors::{DedupViews, PatchGrid, UnitVector};
 
 /// Cases per test: `PIXDEX_FUZZ_CASES`, else `default` (sized to take about a second here).
@@ -50,15 +50,26 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     };
     let v = UnitVector::new(vec![0.6, 0.8, 0.0, 0.0]).unwrap();
     let frame = RegionFrame { width: 640, height: 480, orientation: 6 };
-    let reduction = RegionReduction::fit(&[&grid(4, 4, 8)], 3).unwrap();
+    let reduction = TokenReduction::fit(&[&grid(4, 4, 8)], 3, None).unwrap();
+    let quantised = quantised_reduction();
+    let q = Some(quantised);
     vec![
         ("record", serde_json::to_vec(&record).unwrap()),
         ("vector", v.to_bytes()),
         ("views", [v.to_bytes(), v.to_bytes()].concat()),
-        ("patches", PatchCodec::for_budget(4, 3, 8, 1 << 20).encode(&grid(4, 3, 8))),
-        ("region", encode_region(&frame, &grid(3, 4, 8))),
+        ("patches", PatchCodec { pool: 1, quantised: false }.encode(&grid(4, 3, 8), None).unwrap()),
+        ("quantised patches", PatchCodec::quantised().encode(&grid(4, 3, 8), q).unwrap()),
+        ("region", encode_region(&frame, &grid(3, 4, 8), None)),
+        ("quantised region", encode_region(&frame, &quantised.reduce(&grid(3, 4, 8)).unwrap(), quantised.quantizer())),
         ("reduction", reduction.to_bytes()),
+        ("quantised reduction", quantised.to_bytes()),
     ]
+}
+
+/// The reduction quantised seeds are made and decoded with: 8-d tokens to 4-d, 2 code bytes.
+fn quantised_reduction() -> &'static TokenReduction {
+    static REDUCTION: std::sync::OnceLock<TokenReduction> = std::sync::OnceLock::new();
+    REDUCTION.get_or_init(|| TokenReduction::fit(&[&grid(4, 4, 8)], 4, Some(2)).unwrap())
 }
 
 /// Runs every decoder on `bytes`; what decodes must be whole.
@@ -76,17 +87,20 @@ fn decode_everything(bytes: &[u8]) -> usize {
         assert_eq!((a.dim(), b.dim()), (4, 4));
         decoded += 1;
     }
-    if let Ok(g) = PatchCodec::decode(bytes) {
-        assert_eq!(g.values().len(), g.rows() * g.cols() * g.dim());
-        assert!(g.values().iter().all(|x| x.is_finite()), "a decoded patch grid holds non-finite values");
-        decoded += 1;
+    let quantised = quantised_reduction();
+    for reduction in [None, Some(quantised)] {
+        if let Ok(g) = PatchCodec::decode(bytes, reduction) {
+            assert_eq!(g.values().len(), g.rows() * g.cols() * g.dim());
+            assert!(g.values().iter().all(|x| x.is_finite()), "a decoded patch grid holds non-finite values");
+            decoded += 1;
+        }
+        if let Ok((_, g)) = decode_region(bytes, reduction) {
+            assert_eq!(g.values().len(), g.rows() * g.cols() * g.dim());
+            assert!(g.values().iter().all(|x| x.is_finite()), "a decoded region grid holds non-finite values");
+            decoded += 1;
+        }
     }
-    if let Ok((_, g)) = decode_region(bytes) {
-        assert_eq!(g.values().len(), g.rows() * g.cols() * g.dim());
-        assert!(g.values().iter().all(|x| x.is_finite()), "a decoded region grid holds non-finite values");
-        decoded += 1;
-    }
-    if let Ok(r) = RegionReduction::from_bytes(bytes) {
+    if let Ok(r) = TokenReduction::from_bytes(bytes) {
         // A reduction that decodes can reduce a grid of its input dimension (or refuses another).
         let _ = r.reduce(&grid(1, 1, 8));
         decoded += 1;

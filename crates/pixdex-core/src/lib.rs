@@ -11,7 +11,8 @@
 //! * `records`: [`ImageId`], [`ImageRecord`], [`CollectionConfig`], [`NewImage`], [`Hit`].
 //! * `vectors`: [`UnitVector`], [`PatchGrid`], [`DedupViews`].
 //! * `region_grid`: [`RegionGrid`], [`RegionFrame`], [`PixelBox`] (region data and box
-//!   arithmetic); `region_reduction`: [`RegionReduction`] (centred PCA of region tokens).
+//!   arithmetic); `token_reduction`: [`TokenReduction`] (centred PCA, then product
+//!   quantisation in `product_quantizer`, of the region and patch tokens a collection stores).
 //! * `codec`: [`PatchCodec`] and the stored region grid format; `schema`: tree names and keys.
 //! * `store`: the [`Store`] boundary (where the truth lives) and [`SledStore`], the default.
 //! * `collection`: [`Collection`] (opening, pinning, typed reads) and its write path.
@@ -25,22 +26,24 @@ mod collection;
 mod error;
 mod index;
 mod linalg;
+mod product_quantizer;
 mod query;
 mod records;
 mod region_grid;
-mod region_reduction;
 mod schema;
 mod store;
+mod token_reduction;
 pub use schema::SCHEMA_VERSION;
 mod vectors;
 
 #[cfg(test)]
 mod fuzz_tests;
 
-pub use codec::{PatchCodec, encoded_region_len};
+pub use codec::{PATCH_DIM, PATCH_SUBSPACES, PatchCodec, encoded_region_len};
 pub use collection::Collection;
 pub use error::{Error, Result};
 pub use index::{EXACT_SCAN_BELOW, SEARCH_EF};
+pub use product_quantizer::ProductQuantizer;
 pub use query::{
     BACKGROUND_WEIGHT, DEFAULT_KEEPER_RULE, DEFAULT_MIN_GEOMETRY, DEFAULT_NEAR_THRESHOLD, DEFAULT_REGION_CANDIDATES,
     DEFAULT_VERIFY_FROM, DedupOptions, DedupPhase, DedupProgress, DuplicateGroup, DuplicateKind, DuplicateMember,
@@ -48,9 +51,9 @@ pub use query::{
     RegionRanking, SimilarHit, SimilarQuery, TemplateMatch, cells_per_px, match_template, query_grid_sizes,
 };
 pub use records::{CollectionConfig, Embedding, Hit, ImageId, ImageRecord, ImageStatus, NewImage};
-pub use region_grid::{PixelBox, REGION_DIM, RegionFrame, RegionGrid, region_grid_shape};
-pub use region_reduction::RegionReduction;
+pub use region_grid::{PixelBox, REGION_DIM, REGION_SUBSPACES, RegionFrame, RegionGrid, region_grid_shape};
 pub use store::{
     Entries, NearestFilter, QueueProgress, SledStore, Store, StoredImage, StoredValues, ValueKind, WorkItem, WorkQueue,
 };
+pub use token_reduction::TokenReduction;
 pub use vectors::{DedupViews, PatchGrid, UnitVector};

@@ -8,11 +8,12 @@
 //! * `patches`: id → reduced patch grid ([`crate::PatchCodec`])
 //! * `views`: id → the mirrored and grayscale global vectors ([`crate::DedupViews`]), if computed
 //! * `flipped_patches`: id → reduced patch grid of the mirrored view, if computed
-//! * `regions`: id → the aspect-preserving region grid, reduced ([`crate::RegionReduction`], int8)
-//!   with its frame (upright size, EXIF orientation), if computed
+//! * `regions`: id → the aspect-preserving region grid, reduced ([`crate::TokenReduction`]:
+//!   product-quantisation codes, or int8 in collections from before them) with its frame
+//!   (upright size, EXIF orientation), if computed
 //! * `meta`: [`META_CONFIG`] → collection config (JSON), [`META_GENERATION`] → u64,
-//!   [`META_REGION_REDUCTION`] → the region reduction (mean token and PCA basis),
-//!   [`META_SCHEMA_VERSION`] → u32 ([`SCHEMA_VERSION`])
+//!   [`META_REGION_REDUCTION`] and [`META_PATCH_REDUCTION`] → the reductions (mean token, PCA
+//!   basis, quantiser), [`META_SCHEMA_VERSION`] → u32 ([`SCHEMA_VERSION`])
 //!
 //! Ids are big-endian u64 so that iteration order is id order.
 
@@ -31,10 +32,14 @@ pub(crate) const META_CONFIG: &str = "config";
 pub(crate) const META_GENERATION: &str = "generation";
 /// The region reduction, fitted on the first region grids stored and fixed from then on.
 pub(crate) const META_REGION_REDUCTION: &str = "region_reduction";
+/// The patch reduction of a collection with quantised patch grids, pinned like the region one.
+pub(crate) const META_PATCH_REDUCTION: &str = "patch_reduction";
 
 /// The version of this layout (trees, keys, record and vector encodings). A collection written
 /// by a newer pixdex is refused rather than misread; an older one is migrated at open.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Version 2 added product-quantised grids (format 2) and the patch reduction; version 1
+/// collections need no change (their grids stay int8, which version 2 reads).
+pub const SCHEMA_VERSION: u32 = 2;
 /// Where the version is kept (absent in collections from before it was: version 1's layout).
 pub(crate) const META_SCHEMA_VERSION: &str = "schema_version";
 

@@ -7,7 +7,7 @@ use pixdex_core::{CollectionConfig, PatchCodec, PatchGrid};
 use pixio::{Device, Tensor};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::encoder::{Encoder, GlobalOutput, PATCH_BUDGET_BYTES, square_views, unit_vector};
+use crate::encoder::{Encoder, GlobalOutput, square_views, unit_vector};
 
 /// Square input side, in pixels.
 const SIDE: usize = 8;
@@ -103,7 +103,7 @@ impl Encoder for FakeEncoder {
             model_fingerprint: "fake-encoder-v1".into(),
             embedding: "fake-quadrant-means/v1".into(),
             dim: FAKE_DIM,
-            patch_codec: PatchCodec::for_budget(SIDE / PATCH, SIDE / PATCH, FAKE_DIM, PATCH_BUDGET_BYTES),
+            patch_codec: PatchCodec::quantised(),
         }
     }
 

@@ -10,17 +10,20 @@
 //!   dimensions, pgvector's limit for `vector`).
 //! * `pixdex_patches`, `pixdex_views`, `pixdex_flipped_patches`, `pixdex_regions`: id → the
 //!   encoded value (`bytea`, the core's codecs).
-//! * `pixdex_meta`: named values (the model pin, the region reduction);
+//! * `pixdex_meta`: named values (the model pin, the region and patch reductions);
 //!   `pixdex_generation`: the commit counter, whose row lock serialises commits.
 //! * `pixdex_image_ids`: the id sequence. `pixdex_migrations`: applied versions.
 //! * `pixdex_work` (version 2): the index workers' shared queue, by path, with who holds each
 //!   file and until when (a small table of what is in flight: under Citus a local table on the
 //!   coordinator).
+//! * Version 3 changes no table: it marks databases whose grids may be the core's codes (format
+//!   2, with the patch reduction in `pixdex_meta`), which builds before it cannot decode, so that
+//!   they refuse the database instead of misreading it.
 
 use pixdex_core::ValueKind;
 
 /// The newest schema this build writes and reads.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 
 /// Migrations, oldest first: `(version, SQL)`. Applied in one transaction each, under an
 /// advisory lock, so that workers starting together migrate once.
@@ -65,6 +68,7 @@ CREATE TABLE pixdex_work (
 CREATE INDEX pixdex_work_path ON pixdex_work (path text_pattern_ops);
 "#,
     ),
+    (3, "SELECT 1;"),
 ];
 
 /// The table of one kind of value.

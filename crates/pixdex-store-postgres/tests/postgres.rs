@@ -21,7 +21,7 @@ fn config() -> CollectionConfig {
         model_fingerprint: "fp-1".into(),
         embedding: "pixio-pooler-l2/v1".into(),
         dim: DIM,
-        patch_codec: PatchCodec { pool: 1 },
+        patch_codec: PatchCodec { pool: 1, quantised: false },
     }
 }
 

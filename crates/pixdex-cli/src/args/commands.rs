@@ -174,4 +174,9 @@ pub struct StatsArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+    /// Also the bytes stored per kind of value (global vectors, patch grids, views, region grids)
+    /// and per image, offline only: it reads every stored value, which takes a while on a large
+    /// collection.
+    #[arg(long, conflicts_with = "server")]
+    pub by_kind: bool,
 }

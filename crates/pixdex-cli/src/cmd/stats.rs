@@ -32,7 +32,7 @@ fn offline_stats(args: &StatsArgs) -> anyhow::Result<serde_json::Value> {
     let db = args.db.location()?;
     let c = db.open().with_context(|| format!("opening collection {}", db.describe()))?;
     let stats = CollectionStats::read(&c)?;
-    Ok(serde_json::json!({
+    let mut out = serde_json::json!({
         "collection": db.describe(),
         "images": stats.images,
         "embedded": stats.vectors,
@@ -42,9 +42,28 @@ fn offline_stats(args: &StatsArgs) -> anyhow::Result<serde_json::Value> {
         "embedding": stats.embedding,
         "dim": stats.dim,
         "patch_pool": stats.patch_pool,
+        "patch_codec": stats.patch_codec(),
         "generation": stats.generation,
         "disk_bytes": stats.disk_bytes,
-    }))
+        "disk_bytes_per_image": stats.disk_bytes.checked_div(stats.images).unwrap_or(0),
+    });
+    if args.by_kind {
+        out["stored_bytes"] = stored_bytes(&c)?;
+    }
+    Ok(out)
+}
+
+/// Bytes of every kind of stored value (before the store's own overhead), in all and per value.
+fn stored_bytes(c: &pixdex_core::Collection) -> anyhow::Result<serde_json::Value> {
+    let mut kinds = serde_json::Map::new();
+    for kind in pixdex_core::ValueKind::ALL {
+        let (bytes, values) = c.stored_bytes(kind)?;
+        kinds.insert(
+            kind.name().to_string(),
+            serde_json::json!({ "bytes": bytes, "values": values, "per_value": bytes.checked_div(values as u64).unwrap_or(0) }),
+        );
+    }
+    Ok(serde_json::Value::Object(kinds))
 }
 
 /// The offline keys where the server reports the same thing, then what only a server knows.

@@ -5,6 +5,7 @@
 //! [`crate::index`], the queries in [`crate::query`].
 
 mod read;
+mod reductions;
 mod write;
 
 use parking_lot::{Mutex, RwLock};
@@ -16,9 +17,10 @@ use crate::error::{Error, Result};
 use crate::index::hnsw::HnswIndex;
 use crate::index::patch_ivf::PatchIvf;
 use crate::records::{CollectionConfig, ImageRecord};
-use crate::region_reduction::RegionReduction;
 use crate::schema;
 use crate::store::{SledStore, Store};
+use crate::token_reduction::TokenReduction;
+use reductions::PinnedReduction;
 use std::collections::HashMap;
 
 pub(crate) use crate::error::corrupt;
@@ -34,9 +36,10 @@ pub struct Collection {
     /// to ([`Store::is_shared`]); `u64::MAX` when unknown.
     pub(crate) graph_generation: AtomicU64,
     /// The region reduction, once the first region grid was stored.
-    region_reduction: RwLock<Option<Arc<RegionReduction>>>,
-    /// Serialises fitting the region reduction.
-    region_fit: Mutex<()>,
+    region_reduction: PinnedReduction,
+    /// The patch reduction of a collection whose patch grids are quantised, once the first
+    /// patch grid was stored.
+    patch_reduction: PinnedReduction,
     /// Held by a commit from its first read to its graph insert, and by a flush while it saves
     /// the graph ([`Collection::commit`]).
     pub(crate) commit_lock: Mutex<()>,
@@ -111,18 +114,16 @@ impl Collection {
             (None, _) => return Err(corrupt("config", "collection has no config")),
         };
         store.pin_dimension(config.dim)?;
-        let region_reduction = match store.meta(schema::META_REGION_REDUCTION)? {
-            Some(bytes) => Some(Arc::new(RegionReduction::from_bytes(&bytes)?)),
-            None => None,
-        };
+        let region_reduction = PinnedReduction::load(store.as_ref(), schema::META_REGION_REDUCTION)?;
+        let patch_reduction = PinnedReduction::load(store.as_ref(), schema::META_PATCH_REDUCTION)?;
         let c = Self {
             dir: index_dir.to_path_buf(),
             store,
             index: RwLock::new(HnswIndex::new(config.dim, 0)),
             graph_generation: AtomicU64::new(u64::MAX),
             config,
-            region_reduction: RwLock::new(region_reduction),
-            region_fit: Mutex::new(()),
+            region_reduction,
+            patch_reduction,
             commit_lock: Mutex::new(()),
             region_index: Mutex::new(None),
             record_cache: RwLock::new(None),
@@ -187,28 +188,14 @@ impl Collection {
     }
 
     /// The reduction region tokens go through, once the collection stores region grids.
-    pub fn region_reduction(&self) -> Option<Arc<RegionReduction>> {
-        let known = self.region_reduction.read().clone();
-        if known.is_some() || !self.store.is_shared() {
-            return known;
-        }
-        // Another process may have pinned it since this one opened the collection.
-        let stored = match self.store.meta(schema::META_REGION_REDUCTION) {
-            Ok(Some(bytes)) => RegionReduction::from_bytes(&bytes),
-            Ok(None) => return None,
-            Err(e) => Err(e),
-        };
-        match stored {
-            Ok(r) => {
-                let r = Arc::new(r);
-                *self.region_reduction.write() = Some(r.clone());
-                Some(r)
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read the region reduction");
-                None
-            }
-        }
+    pub fn region_reduction(&self) -> Option<Arc<TokenReduction>> {
+        self.region_reduction.get(self.store.as_ref())
+    }
+
+    /// The reduction patch tokens go through, once a collection with quantised patch grids
+    /// stores one.
+    pub fn patch_reduction(&self) -> Option<Arc<TokenReduction>> {
+        self.patch_reduction.get(self.store.as_ref())
     }
 
     /// Refuses a query vector of another dimension than the collection's.

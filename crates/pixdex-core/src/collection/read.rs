@@ -99,7 +99,8 @@ impl Collection {
 
     /// The stored (reduced) patch grid.
     pub fn patch_grid(&self, id: ImageId) -> Result<Option<PatchGrid>> {
-        self.get_decoded(ValueKind::Patches, id, PatchCodec::decode)
+        let reduction = self.patch_reduction();
+        self.get_decoded(ValueKind::Patches, id, |b| PatchCodec::decode(b, reduction.as_deref()))
     }
 
     /// The stored mirrored and grayscale global vectors (absent for images indexed without them).
@@ -119,12 +120,14 @@ impl Collection {
 
     /// The stored (reduced) patch grid of the mirrored view.
     pub fn flipped_patch_grid(&self, id: ImageId) -> Result<Option<PatchGrid>> {
-        self.get_decoded(ValueKind::FlippedPatches, id, PatchCodec::decode)
+        let reduction = self.patch_reduction();
+        self.get_decoded(ValueKind::FlippedPatches, id, |b| PatchCodec::decode(b, reduction.as_deref()))
     }
 
     /// The image's stored region grid (reduced tokens) and its frame.
     pub fn region_grid(&self, id: ImageId) -> Result<Option<(RegionFrame, PatchGrid)>> {
-        self.get_decoded(ValueKind::Region, id, decode_region)
+        let reduction = self.region_reduction();
+        self.get_decoded(ValueKind::Region, id, |b| decode_region(b, reduction.as_deref()))
     }
 
     /// Whether the image's region grid is stored.
@@ -139,15 +142,22 @@ impl Collection {
         from: ImageId,
         step: usize,
     ) -> impl Iterator<Item = Result<(ImageId, (RegionFrame, PatchGrid))>> + '_ {
-        self.store.values(ValueKind::Region, from.0, step).map(|e| {
+        let reduction = self.region_reduction();
+        self.store.values(ValueKind::Region, from.0, step).map(move |e| {
             let (id, bytes) = e?;
-            Ok((ImageId(id), decode_region(&bytes)?))
+            Ok((ImageId(id), decode_region(&bytes, reduction.as_deref())?))
         })
     }
 
     /// Bytes of the stored region grids, and how many there are.
     pub fn region_storage(&self) -> Result<(u64, usize)> {
-        self.store.value_bytes(ValueKind::Region)
+        self.stored_bytes(ValueKind::Region)
+    }
+
+    /// Bytes of the stored values of one kind (as encoded, before the store's own overhead), and
+    /// how many there are. Reads every one of them.
+    pub fn stored_bytes(&self, kind: ValueKind) -> Result<(u64, usize)> {
+        self.store.value_bytes(kind)
     }
 }
 
@@ -164,7 +174,7 @@ mod tests {
             model_fingerprint: "fp".into(),
             embedding: "test/v1".into(),
             dim: 4,
-            patch_codec: PatchCodec { pool: 1 },
+            patch_codec: PatchCodec { pool: 1, quantised: false },
         }
     }
 
@@ -209,5 +219,34 @@ mod tests {
         c.commit(vec![], &[ids[1]]).unwrap();
         assert_eq!(listed(ImageId(0), 1), vec![(ids[0], 1), (ids[2], 3)]);
         assert!(!c.has_region_grid(ids[1]).unwrap());
+    }
+
+    /// A collection from before the codes (a region reduction without a quantiser, patch grids
+    /// not quantised) keeps storing int8 grids, which compare with its old ones.
+    #[test]
+    fn a_collection_from_before_the_codes_keeps_int8_grids() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Collection::open_or_create(dir.path(), &config()).unwrap();
+        let old = crate::TokenReduction::fit(
+            &[&PatchGrid::new(3, 2, 4, (0..24).map(|i| i as f32).collect()).unwrap()],
+            4,
+            None,
+        )
+        .unwrap();
+        c.store.meta_insert_if_absent(crate::schema::META_REGION_REDUCTION, &old.to_bytes()).unwrap();
+        drop(c);
+        let c = Collection::open(dir.path()).unwrap();
+        let mut image = with_region(1, 2);
+        if let Embedding::Computed { patches, .. } = &mut image.embedding {
+            *patches = Some(PatchGrid::new(2, 2, 4, (0..16).map(|i| i as f32 - 8.0).collect()).unwrap());
+        }
+        let id = c.commit(vec![image], &[]).unwrap()[0];
+        assert_eq!(c.region_reduction().as_deref(), Some(&old));
+        assert!(c.patch_reduction().is_none());
+        for kind in [ValueKind::Region, ValueKind::Patches] {
+            assert_eq!(c.store.value(kind, id.0).unwrap().unwrap()[0], 1, "{kind:?} is stored as int8 (format 1)");
+        }
+        assert_eq!(c.region_grid(id).unwrap().unwrap().1.rows(), 2);
+        assert_eq!(c.patch_grid(id).unwrap().unwrap().dim(), 4);
     }
 }

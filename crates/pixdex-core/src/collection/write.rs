@@ -1,16 +1,15 @@
 //! The write path: [`Collection::commit`] (one atomic, durable store commit per batch, then
-//! the derived HNSW graph), record updates, and pinning the region reduction.
+//! the derived HNSW graph), record updates, and pinning the region and patch reductions.
 
 use std::sync::Arc;
 
 use super::Collection;
-use crate::codec::encode_region;
+use crate::codec::{PATCH_DIM, PATCH_SUBSPACES, encode_region};
 use crate::error::{Error, Result};
 use crate::records::{Embedding, ImageId, ImageRecord, NewImage};
-use crate::region_grid::{REGION_DIM, RegionGrid};
-use crate::region_reduction::RegionReduction;
-use crate::schema;
+use crate::region_grid::{REGION_DIM, REGION_SUBSPACES, RegionGrid};
 use crate::store::{StoredImage, StoredValues, ValueKind};
+use crate::token_reduction::TokenReduction;
 use crate::vectors::{PatchGrid, UnitVector};
 
 impl Collection {
@@ -29,12 +28,13 @@ impl Collection {
             .filter_map(|&id| self.store.record(id).transpose().map(|r| r.map(|r| (id, r))))
             .collect::<Result<_>>()?;
         let ids = self.store.allocate_ids(upserts.len())?;
-        let reduction = self.reduction_for(&upserts)?;
+        let reductions =
+            Reductions { region: self.reduction_for(&upserts)?, patch: self.patch_reduction_for(&upserts)? };
         let stored: Vec<StoredImage> = upserts
             .into_iter()
             .zip(&ids)
             .map(|(u, &id)| {
-                let values = self.encode_values(&u, reduction.as_deref())?;
+                let values = self.encode_values(&u, &reductions)?;
                 Ok(StoredImage { id, record: u.record, values })
             })
             .collect::<Result<_>>()?;
@@ -83,7 +83,7 @@ impl Collection {
 
     /// The reduction the upserts' region grids are stored through (fitted on them if the
     /// collection has none yet); `None` when none of them brings a region grid.
-    fn reduction_for(&self, upserts: &[NewImage]) -> Result<Option<Arc<RegionReduction>>> {
+    fn reduction_for(&self, upserts: &[NewImage]) -> Result<Option<Arc<TokenReduction>>> {
         let region_grids: Vec<&RegionGrid> = upserts
             .iter()
             .filter_map(|u| match &u.embedding {
@@ -97,22 +97,48 @@ impl Collection {
         Ok(Some(self.ensure_region_reduction(&region_grids.iter().map(|g| &g.tokens).collect::<Vec<_>>())?))
     }
 
+    /// The reduction the upserts' patch grids are stored through, for a collection whose patch
+    /// grids are quantised (fitted on them if it has none yet); `None` otherwise, or when none of
+    /// them brings a patch grid.
+    fn patch_reduction_for(&self, upserts: &[NewImage]) -> Result<Option<Arc<TokenReduction>>> {
+        if !self.config.patch_codec.quantised {
+            return Ok(None);
+        }
+        let grids: Vec<&PatchGrid> = upserts
+            .iter()
+            .flat_map(|u| match &u.embedding {
+                Embedding::Computed { patches, views, .. } => {
+                    vec![patches.as_ref(), views.as_ref().and_then(|v| v.flipped_patches.as_ref())]
+                }
+                _ => Vec::new(),
+            })
+            .flatten()
+            .collect();
+        if grids.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(self.ensure_patch_reduction(&grids)?))
+    }
+
     /// The values stored for one upsert: encoded from its vectors, or copied as stored from the
     /// image it is a copy of.
-    fn encode_values(&self, u: &NewImage, reduction: Option<&RegionReduction>) -> Result<StoredValues> {
+    fn encode_values(&self, u: &NewImage, reductions: &Reductions) -> Result<StoredValues> {
         let codec = &self.config.patch_codec;
+        let patch_reduction = reductions.patch.as_deref();
         let mut values = StoredValues::default();
         match &u.embedding {
             Embedding::Computed { global, patches, views, region } => {
-                let region = match (region, reduction) {
-                    (Some(r), Some(reduction)) => Some(encode_region(&r.frame, &reduction.reduce(&r.tokens)?)),
+                let region = match (region, reductions.region.as_deref()) {
+                    (Some(r), Some(reduction)) => {
+                        Some(encode_region(&r.frame, &reduction.reduce(&r.tokens)?, reduction.quantizer()))
+                    }
                     _ => None,
                 };
                 values.set(ValueKind::Global, Some(global.to_bytes()));
-                values.set(ValueKind::Patches, patches.as_ref().map(|p| codec.encode(p)));
+                values.set(ValueKind::Patches, patches.as_ref().map(|p| codec.encode(p, patch_reduction)).transpose()?);
                 values.set(ValueKind::Views, views.as_ref().map(|v| v.encode_vectors()));
-                let flipped = views.as_ref().and_then(|v| v.flipped_patches.as_ref()).map(|p| codec.encode(p));
-                values.set(ValueKind::FlippedPatches, flipped);
+                let flipped = views.as_ref().and_then(|v| v.flipped_patches.as_ref());
+                values.set(ValueKind::FlippedPatches, flipped.map(|p| codec.encode(p, patch_reduction)).transpose()?);
                 values.set(ValueKind::Region, region);
             }
             Embedding::CopyOf(src) => {
@@ -161,18 +187,22 @@ impl Collection {
     /// and stored. An index job calls this first with a sample spread over its images
     /// (fitting on whatever batch happens to come first would fit one folder's statistics);
     /// otherwise the first committed region grids fit it.
-    pub fn ensure_region_reduction(&self, grids: &[&PatchGrid]) -> Result<Arc<RegionReduction>> {
-        let _fitting = self.region_fit.lock();
-        if let Some(r) = self.region_reduction() {
-            return Ok(r);
-        }
-        let fitted = RegionReduction::fit(grids, REGION_DIM)?;
-        // Stored before the grids that use it; one stored without grids (a crash in between)
-        // is simply the reduction later grids use. Another process may have pinned one
-        // meanwhile: then that one is the collection's.
-        let stored = self.store.meta_insert_if_absent(schema::META_REGION_REDUCTION, &fitted.to_bytes())?;
-        let r = Arc::new(RegionReduction::from_bytes(&stored)?);
-        *self.region_reduction.write() = Some(r.clone());
-        Ok(r)
+    pub fn ensure_region_reduction(&self, grids: &[&PatchGrid]) -> Result<Arc<TokenReduction>> {
+        self.region_reduction.ensure(self.store.as_ref(), grids, REGION_DIM, REGION_SUBSPACES)
     }
+
+    /// The pinned patch reduction, fitted on `grids` (full-resolution patch grids, pooled here as
+    /// the codec pools) if the collection has none yet; as [`Self::ensure_region_reduction`].
+    pub fn ensure_patch_reduction(&self, grids: &[&PatchGrid]) -> Result<Arc<TokenReduction>> {
+        let pool = self.config.patch_codec.pool;
+        let pooled: Vec<PatchGrid> = if pool > 1 { grids.iter().map(|g| g.pooled(pool)).collect() } else { Vec::new() };
+        let grids: Vec<&PatchGrid> = if pool > 1 { pooled.iter().collect() } else { grids.to_vec() };
+        self.patch_reduction.ensure(self.store.as_ref(), &grids, PATCH_DIM, PATCH_SUBSPACES)
+    }
+}
+
+/// The reductions one commit stores its grids through.
+struct Reductions {
+    region: Option<Arc<TokenReduction>>,
+    patch: Option<Arc<TokenReduction>>,
 }

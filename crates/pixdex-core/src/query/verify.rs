@@ -13,7 +13,7 @@
 //!
 //! The score is the inlier count over `a`'s patch count. The recipe is the one
 //! `shared/notes/dedup-research.md` measured; its ratio (0.95 there) is 0.97 here, chosen with
-//! the thresholds on the tuning seed of `benches/dedup_quality.rs` (int8-stored patches make
+//! the thresholds on the tuning seed of `benches/dedup_quality.rs` (quantised patches make
 //! near-ties a little noisier).
 
 use crate::vectors::PatchGrid;

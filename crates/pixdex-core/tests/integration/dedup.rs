@@ -203,8 +203,19 @@ fn with_views(path: &str, global: UnitVector, patches: PatchGrid, views: Option<
 
 #[test]
 fn views_and_patch_verification_decide_pairs_the_global_cosine_cannot() {
+    views_and_patch_verification(false);
+}
+
+#[test]
+fn views_and_patch_verification_decide_pairs_on_quantised_patch_grids() {
+    views_and_patch_verification(true);
+}
+
+fn views_and_patch_verification(quantised: bool) {
     let dir = tempfile::tempdir().unwrap();
-    let c = Collection::open_or_create(dir.path(), &config(DIM)).unwrap();
+    let mut cfg = config(DIM);
+    cfg.patch_codec.quantised = quantised;
+    let c = Collection::open_or_create(dir.path(), &cfg).unwrap();
     let mut r = rng(5);
     let g = random_unit(&mut r, DIM);
     let (gf, gg) = (random_unit(&mut r, DIM), random_unit(&mut r, DIM)); // the original's other views
@@ -270,6 +281,16 @@ fn views_and_patch_verification_decide_pairs_the_global_cosine_cannot() {
     near.sort();
     assert_eq!(near, ["/a/crop.jpg", "/a/mirror-crop.jpg", "/a/mirror.jpg"]);
     assert!(of.near.windows(2).all(|w| w[0].score >= w[1].score));
+
+    // Quantised grids are stored as codes of one pinned reduction, which reopening reads back.
+    let grid = c.patch_grid(id).unwrap().unwrap();
+    assert_eq!((grid.rows(), grid.cols(), grid.dim()), (8, 8, 16));
+    let reduction = c.patch_reduction();
+    assert_eq!(reduction.is_some(), quantised);
+    drop(c);
+    let c = Collection::open(dir.path()).unwrap();
+    assert_eq!(c.patch_reduction(), reduction);
+    assert_eq!(c.patch_grid(id).unwrap().unwrap(), grid);
 }
 
 #[test]

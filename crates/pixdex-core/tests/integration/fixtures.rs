@@ -8,7 +8,7 @@ pub fn config(dim: usize) -> CollectionConfig {
         model_fingerprint: "fp-1".into(),
         embedding: "pixio-pooler-l2/v1".into(),
         dim,
-        patch_codec: PatchCodec { pool: 1 },
+        patch_codec: PatchCodec { pool: 1, quantised: false },
     }
 }
 

@@ -136,9 +136,10 @@ fn a_collection_whose_hnsw_dump_was_cut_short_opens_and_rebuilds_it() {
 fn the_layout_version_is_recorded_and_a_newer_one_refused() {
     let dir = tempfile::tempdir().unwrap();
     drop(Collection::open_or_create(dir.path(), &config(8)).unwrap());
-    // Another process wrote a newer layout (sled itself is opened directly, as a newer pixdex would).
+    // Another process wrote a newer layout (sled itself is opened directly, as a newer pixdex
+    // would, with the segment size pixdex creates databases with: sled refuses another).
     {
-        let db = sled::open(dir.path().join("db")).unwrap();
+        let db = sled::Config::new().path(dir.path().join("db")).segment_size(256 << 10).open().unwrap();
         let meta = db.open_tree("meta").unwrap();
         let recorded = meta.get("schema_version").unwrap().expect("recorded at creation");
         assert_eq!(recorded.as_ref(), pixdex_core::SCHEMA_VERSION.to_be_bytes());

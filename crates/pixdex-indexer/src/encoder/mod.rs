@@ -20,11 +20,6 @@ pub use pixio_encoder::PixioEncoder;
 /// LayerNorm (transformers' `pooler_output`), L2-normalised.
 pub const EMBEDDING_DEFINITION: &str = "pixio-pooler-l2/v1";
 
-/// Stored patch bytes allowed per image; see [`pixdex_core::PatchCodec::for_budget`]. 128 KiB
-/// keeps ViT-S/14 at full resolution (99 KB) and pools ViT-H/16 2×2 (82 KB): about 10 GB per
-/// 100k photos.
-pub const PATCH_BUDGET_BYTES: usize = 128 << 10;
-
 /// Long side, in pixels, of the aspect-preserving pass kept for region search: 32 patches of
 /// ViT-S/14 (about 730 tokens for a 4:3 photo), 28 of a /16 model. Small objects need the
 /// detail; a square 224 pass squashes and blurs them.

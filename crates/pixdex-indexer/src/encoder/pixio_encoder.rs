@@ -6,7 +6,7 @@ use pixdex_core::{CollectionConfig, PatchCodec, PatchGrid};
 use pixio::{DType, Device, ModelFiles, PixioModel, Preprocessor, Tensor, WeightSource};
 use std::io::{Read, Seek, SeekFrom};
 
-use super::{EMBEDDING_DEFINITION, Encoder, GlobalOutput, PATCH_BUDGET_BYTES, square_views, unit_vector};
+use super::{EMBEDDING_DEFINITION, Encoder, GlobalOutput, square_views, unit_vector};
 
 /// A loaded model and its preprocessing.
 pub struct PixioEncoder {
@@ -29,18 +29,13 @@ impl PixioEncoder {
     /// The config a collection built with this encoder pins (also [`Encoder::collection_config`]).
     pub fn collection_config(&self) -> CollectionConfig {
         let cfg = self.model.config();
-        let (ph, pw) = (cfg.patch_size.height, cfg.patch_size.width);
-        let input = self.preprocessor.config();
-        let (h, w) = match input.size {
-            pixio::ResizeTarget::Exact(s) if !input.do_center_crop => (s.height, s.width),
-            _ => (input.crop_size.height, input.crop_size.width),
-        };
+        // Quantised patch grids cost 32 bytes per token: full resolution for every model size.
         CollectionConfig {
             model: self.source.clone(),
             model_fingerprint: self.fingerprint.clone(),
             embedding: EMBEDDING_DEFINITION.to_string(),
             dim: cfg.hidden_size,
-            patch_codec: PatchCodec::for_budget(h / ph, w / pw, cfg.hidden_size, PATCH_BUDGET_BYTES),
+            patch_codec: PatchCodec::quantised(),
         }
     }
 

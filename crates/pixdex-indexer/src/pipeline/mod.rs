@@ -54,9 +54,13 @@ pub fn run_index_job(
     report.unchanged = unchanged;
     progress.event(&ProgressEvent::Crawled { found: report.found, unchanged: report.unchanged });
     let mut fitted = write::FittedRegions::new();
-    if options.region_grids && collection.region_reduction().is_none() && !todo.is_empty() {
-        fitted = tracing::info_span!("region_reduction_fit")
-            .in_scope(|| write::fit_region_reduction(collection, encoder, &todo, options))?;
+    let unfitted = (
+        options.region_grids && collection.region_reduction().is_none(),
+        collection.config().patch_codec.quantised && collection.patch_reduction().is_none(),
+    );
+    if (unfitted.0 || unfitted.1) && !todo.is_empty() {
+        fitted = tracing::info_span!("reduction_fit")
+            .in_scope(|| write::fit_reductions(collection, encoder, &todo, options, unfitted))?;
     }
 
     // On a store several workers share, this one embeds only the files it claims.

@@ -2,7 +2,7 @@
 //! the new vectors, the copies and the failures in one transaction; and fitting a new
 //! collection's region reduction before the first batch.
 
-use pixdex_core::{Collection, Embedding, ImageRecord, ImageStatus, NewImage, RegionGrid};
+use pixdex_core::{Collection, Embedding, ImageRecord, ImageStatus, NewImage, PatchGrid, RegionGrid};
 use std::collections::HashMap;
 use std::path::PathBuf;
 
@@ -117,22 +117,23 @@ pub(super) fn write_batch(
     Ok(())
 }
 
-/// Images whose region grids fit a new collection's region reduction.
+/// Images whose grids fit a new collection's region and patch reductions.
 pub const REDUCTION_SAMPLE: usize = 48;
 
-/// Fits the collection's region reduction on the region grids of up to [`REDUCTION_SAMPLE`]
-/// images spread over the job, so that the reduction reflects the library rather than its first
-/// folder. Returns those grids by the blake3 of the bytes they were made from: the job stores
-/// them rather than embedding the same images again. Files that fail are skipped; the pipeline
-/// records them.
-pub(super) fn fit_region_reduction(
+/// Fits the collection's reductions that are not pinned yet (`region`, `patch`) on the grids of
+/// up to [`REDUCTION_SAMPLE`] images spread over the job, so that they reflect the library rather
+/// than its first folder. Returns the region grids by the blake3 of the bytes they were made
+/// from: the job stores them rather than embedding the same images again (the square pass is
+/// cheap and not kept). Files that fail are skipped; the pipeline records them.
+pub(super) fn fit_reductions(
     collection: &Collection,
     encoder: &dyn Encoder,
     files: &[FoundFile],
     options: &IndexOptions,
+    (region, patch): (bool, bool),
 ) -> Result<FittedRegions> {
     let step = files.len().div_ceil(REDUCTION_SAMPLE).max(1);
-    let mut sample: Vec<([u8; 32], RegionInput)> = Vec::new();
+    let mut sample: Vec<([u8; 32], Option<RegionInput>, Vec<pixio::Tensor>)> = Vec::new();
     // Decoded as the job's own pass decodes them, so that the stored grids are the same.
     let min = options.input_kinds().min_decoded_size(encoder);
     for file in files.iter().step_by(step) {
@@ -142,12 +143,30 @@ pub(super) fn fit_region_reduction(
             continue;
         };
         let Ok(decoded) = decode_bytes_at_least(&bytes, options.decode_limits, min) else { continue };
-        let Ok(region) = RegionInput::of(encoder, &decoded) else { continue };
-        sample.push((blake3::hash(&bytes).into(), region));
+        let region_input = if region { RegionInput::of(encoder, &decoded).ok() } else { None };
+        let square = if patch { encoder.prepare_square(&decoded.image, false).unwrap_or_default() } else { Vec::new() };
+        sample.push((blake3::hash(&bytes).into(), region_input, square));
     }
-    // Embedded in batches of one size; fitted in the files' order (the fit's floating-point sums
-    // depend on it), so that the same library always gets the same reduction.
-    let sample: Vec<(usize, ([u8; 32], RegionInput))> = sample.into_iter().enumerate().collect();
+    if patch {
+        // Embedded in batches of one size; fitted in the files' order (the fit's floating-point
+        // sums depend on it), so that the same library always gets the same reduction.
+        let squares: Vec<(usize, &[pixio::Tensor])> =
+            sample.iter().enumerate().filter(|(_, s)| !s.2.is_empty()).map(|(i, s)| (i, s.2.as_slice())).collect();
+        let mut grids: Vec<(usize, PatchGrid)> = Vec::new();
+        for chunk in squares.chunks(options.batch_size.max(1)) {
+            for ((order, _), embedded) in embed_all(encoder, chunk.to_vec(), |(_, t)| t)? {
+                if let Ok(e) = embedded {
+                    grids.push((order, e.patches));
+                }
+            }
+        }
+        grids.sort_by_key(|(order, _)| *order);
+        if !grids.is_empty() {
+            collection.ensure_patch_reduction(&grids.iter().map(|(_, g)| g).collect::<Vec<_>>())?;
+        }
+    }
+    let sample: Vec<(usize, ([u8; 32], RegionInput))> =
+        sample.into_iter().filter_map(|(hash, r, _)| Some((hash, r?))).enumerate().collect();
     let mut grids: Vec<(usize, [u8; 32], RegionGrid)> = Vec::with_capacity(sample.len());
     for group in group_by_size(sample, |(_, (_, r))| input_size(&r.input).to_vec()) {
         for chunk in group.chunks(options.batch_size.max(1)) {

@@ -24,6 +24,8 @@ pub struct CollectionStats {
     pub dim: usize,
     /// The patch grids' pooling window side (1 = full resolution).
     pub patch_pool: usize,
+    /// Whether patch tokens are stored as product-quantisation codes (else int8).
+    pub patch_quantised: bool,
     /// Deleted vectors still in the HNSW graph.
     pub hnsw_tombstones: u64,
     /// The generation (bumped by every commit).
@@ -52,6 +54,7 @@ impl CollectionStats {
             embedding: config.embedding.clone(),
             dim: config.dim,
             patch_pool: config.patch_codec.pool,
+            patch_quantised: config.patch_codec.quantised,
             hnsw_tombstones: c.hnsw_tombstones() as u64,
             generation: c.generation()?,
             disk_bytes: c.disk_bytes(),
@@ -60,9 +63,18 @@ impl CollectionStats {
 
     /// How patch grids are stored, in words.
     pub fn patch_codec(&self) -> String {
+        let tokens = if self.patch_quantised {
+            format!(
+                "PCA-{} product-quantised ({} bytes per patch)",
+                pixdex_core::PATCH_DIM,
+                pixdex_core::PATCH_SUBSPACES
+            )
+        } else {
+            "int8 per-patch scale".into()
+        };
         match self.patch_pool {
-            1 => "int8 per-patch scale, full resolution".into(),
-            pool => format!("int8 per-patch scale, {pool}x{pool} average pooling"),
+            1 => format!("{tokens}, full resolution"),
+            pool => format!("{tokens}, {pool}x{pool} average pooling"),
         }
     }
 

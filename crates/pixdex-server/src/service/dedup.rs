@@ -154,7 +154,7 @@ mod tests {
             model_fingerprint: "fp".into(),
             embedding: "pixio-pooler-l2/v1".into(),
             dim: 8,
-            patch_codec: PatchCodec { pool: 1 },
+            patch_codec: PatchCodec { pool: 1, quantised: false },
         };
         let c = Collection::open_or_create(dir, &config).unwrap();
         let images = (0..pairs * 2)

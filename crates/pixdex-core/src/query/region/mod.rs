@@ -31,7 +31,7 @@ use crate::error::{Error, Result};
 use crate::query::similar::{check_k, check_min_score};
 use crate::records::{ImageId, ImageRecord};
 use crate::region_grid::PixelBox;
-use crate::region_reduction::RegionReduction;
+use crate::token_reduction::TokenReduction;
 use crate::vectors::PatchGrid;
 
 /// Candidates reranked per query by default. On the dev region benchmark (294 images) pasted
@@ -151,7 +151,7 @@ pub struct RegionHit {
 /// The crop's query grids, embedded once per size and reduced like the stored grids.
 pub(super) struct QueryGrids<'a, E> {
     embed: &'a mut dyn FnMut(usize, usize) -> std::result::Result<PatchGrid, E>,
-    reduction: Arc<RegionReduction>,
+    reduction: Arc<TokenReduction>,
     cache: HashMap<(usize, usize), PatchGrid>,
 }
 

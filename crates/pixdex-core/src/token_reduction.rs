@@ -1,33 +1,42 @@
-//! How region tokens are reduced before storage and before matching ([`RegionReduction`]):
-//! centred, projected on their top principal directions (PCA by subspace iteration), unit length.
+//! How stored tokens (region grids, patch grids) are reduced before storage and before matching
+//! ([`TokenReduction`]): centred, projected on their top principal directions (PCA by subspace
+//! iteration), unit length, and in collections made since format 2, product-quantised.
 
 use crate::error::{Error, Result};
 use crate::linalg::{matmul_nt, normalise_rows};
+use crate::product_quantizer::ProductQuantizer;
 use crate::vectors::PatchGrid;
 
-/// How region tokens are reduced before storage and before matching: subtract the mean token
-/// (post-LN tokens share a large common component that makes every cosine high), project on the
-/// top principal directions, normalise to unit length. Fitted once, on the first region grids a
+/// How tokens are reduced before storage and before matching: subtract the mean token (post-LN
+/// tokens share a large common component that makes every cosine high), project on the top
+/// principal directions, normalise to unit length; then, where it has a quantiser, store each
+/// token as product-quantisation codes. Fitted once per kind of grid, on the first grids a
 /// collection stores, and pinned in its metadata so that every later grid and every query
 /// reduces the same way.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RegionReduction {
+pub struct TokenReduction {
     dim_in: usize,
     dim_out: usize,
     mu: Vec<f32>,
     /// `dim_out × dim_in`, orthonormal rows.
     basis: Vec<f32>,
+    /// Codes of the reduced tokens (format 2); without one (format 1, collections made before
+    /// it) tokens are stored as int8.
+    quantizer: Option<ProductQuantizer>,
 }
 
+/// Format 1: the PCA alone; format 2: followed by the product quantiser.
 const REDUCTION_FORMAT: u8 = 1;
+const QUANTISED_FORMAT: u8 = 2;
 /// Tokens used to fit the reduction: plenty for a 384- or 1280-d covariance.
 const FIT_SAMPLE: usize = 40_000;
 const FIT_ITERATIONS: usize = 24;
 
-impl RegionReduction {
+impl TokenReduction {
     /// Fits the reduction to the tokens of `grids` (all of one dimension), keeping
-    /// `min(dim_out, dim)` directions.
-    pub fn fit(grids: &[&PatchGrid], dim_out: usize) -> Result<Self> {
+    /// `min(dim_out, dim)` directions, and with `subspaces`, a product quantiser of that many
+    /// bytes per token fitted on the same tokens reduced.
+    pub fn fit(grids: &[&PatchGrid], dim_out: usize, subspaces: Option<usize>) -> Result<Self> {
         let dim = grids.first().map(|g| g.dim()).ok_or_else(|| Error::InvalidQuery("no grids to fit".into()))?;
         if dim == 0 || grids.iter().any(|g| g.dim() != dim) {
             return Err(Error::InvalidVector("region grids of different dimensions".into()));
@@ -64,7 +73,27 @@ impl RegionReduction {
             }
             v
         };
-        Ok(Self { dim_in: dim, dim_out, mu, basis })
+        let mut reduction = Self { dim_in: dim, dim_out, mu, basis, quantizer: None };
+        if let Some(subspaces) = subspaces {
+            let sample: Vec<f32> = sample.concat();
+            let reduced = reduction.reduce(&PatchGrid::from_parts(1, sample.len() / dim, dim, sample))?;
+            reduction.quantizer = Some(ProductQuantizer::fit(reduced.values(), dim_out, subspaces)?);
+        }
+        Ok(reduction)
+    }
+
+    /// How reduced tokens are stored, in words: `PCA-128, 32 code bytes per token` or (without a
+    /// quantiser) `PCA-128 int8`.
+    pub fn describe(&self) -> String {
+        match &self.quantizer {
+            Some(q) => format!("PCA-{}, {} code bytes per token", self.dim_out, q.code_len()),
+            None => format!("PCA-{} int8", self.dim_out),
+        }
+    }
+
+    /// The product quantiser reduced tokens are stored through, if the reduction has one.
+    pub fn quantizer(&self) -> Option<&ProductQuantizer> {
+        self.quantizer.as_ref()
     }
 
     /// Dimension of the tokens it takes.
@@ -97,31 +126,41 @@ impl RegionReduction {
     }
 
     pub(crate) fn to_bytes(&self) -> Vec<u8> {
-        let mut out = vec![REDUCTION_FORMAT];
+        let mut out = vec![if self.quantizer.is_some() { QUANTISED_FORMAT } else { REDUCTION_FORMAT }];
         out.extend_from_slice(&(self.dim_in as u32).to_le_bytes());
         out.extend_from_slice(&(self.dim_out as u32).to_le_bytes());
         for v in self.mu.iter().chain(&self.basis) {
             out.extend_from_slice(&v.to_le_bytes());
         }
+        if let Some(q) = &self.quantizer {
+            q.to_bytes(&mut out);
+        }
         out
     }
 
     pub(crate) fn from_bytes(bytes: &[u8]) -> Result<Self> {
-        let corrupt = |reason: &str| Error::Corrupt { what: "region reduction".into(), reason: reason.into() };
-        if bytes.len() < 9 || bytes[0] != REDUCTION_FORMAT {
+        let corrupt = |reason: &str| Error::Corrupt { what: "token reduction".into(), reason: reason.into() };
+        if bytes.len() < 9 || ![REDUCTION_FORMAT, QUANTISED_FORMAT].contains(&bytes[0]) {
             return Err(corrupt("bad header"));
         }
         let u32_at = |i: usize| u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]) as usize;
         let (dim_in, dim_out) = (u32_at(1), u32_at(5));
         // Checked: a damaged header must not overflow into a length that happens to match.
         let len = dim_out.checked_add(1).and_then(|n| n.checked_mul(dim_in)).and_then(|n| n.checked_mul(4));
-        if dim_in == 0 || dim_out == 0 || len.and_then(|n| n.checked_add(9)) != Some(bytes.len()) {
-            return Err(corrupt("wrong length"));
+        let end = len.and_then(|n| n.checked_add(9)).filter(|&end| end <= bytes.len());
+        let Some(end) = end.filter(|_| dim_in > 0 && dim_out > 0) else { return Err(corrupt("wrong length")) };
+        let quantizer = match bytes[0] {
+            QUANTISED_FORMAT => Some(ProductQuantizer::from_bytes(&bytes[end..])?),
+            _ if end != bytes.len() => return Err(corrupt("wrong length")),
+            _ => None,
+        };
+        if quantizer.as_ref().is_some_and(|q| q.dim() != dim_out) {
+            return Err(corrupt("the quantiser's width is not the reduction's"));
         }
         let floats: Vec<f32> =
-            bytes[9..].chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+            bytes[9..end].chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
         let (mu, basis) = floats.split_at(dim_in);
-        Ok(Self { dim_in, dim_out, mu: mu.to_vec(), basis: basis.to_vec() })
+        Ok(Self { dim_in, dim_out, mu: mu.to_vec(), basis: basis.to_vec(), quantizer })
     }
 }
 
@@ -179,7 +218,7 @@ mod tests {
         let dim = 16;
         let e = |k: usize| (0..dim).map(|d| if d == k { 1.0 } else { 0.0 }).collect::<Vec<f32>>();
         let g = grid_along(&[e(3), e(9)], 5, 7);
-        let r = RegionReduction::fit(&[&g], 2).unwrap();
+        let r = TokenReduction::fit(&[&g], 2, None).unwrap();
         assert_eq!((r.dim_in(), r.dim_out()), (16, 2));
         // The basis spans e3 and e9: every reduced token keeps its full norm, so it is unit.
         let reduced = r.reduce(&g).unwrap();
@@ -188,10 +227,10 @@ mod tests {
             let n = t.iter().map(|v| v * v).sum::<f32>();
             assert!(centred < 1e-8 || (n - 1.0).abs() < 1e-4, "{n}");
         }
-        assert_eq!(RegionReduction::from_bytes(&r.to_bytes()).unwrap(), r);
-        assert!(RegionReduction::from_bytes(&r.to_bytes()[1..]).is_err());
+        assert_eq!(TokenReduction::from_bytes(&r.to_bytes()).unwrap(), r);
+        assert!(TokenReduction::from_bytes(&r.to_bytes()[1..]).is_err());
         // Asking for more directions than the data has still gives an orthonormal basis.
-        let wide = RegionReduction::fit(&[&g], 8).unwrap();
+        let wide = TokenReduction::fit(&[&g], 8, None).unwrap();
         let gram = matmul_nt(&wide.basis, &wide.basis, dim);
         for i in 0..8 {
             for j in 0..8 {
