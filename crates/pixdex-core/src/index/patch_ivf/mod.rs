@@ -134,17 +134,37 @@ impl PatchIvf {
     }
 
     /// Indexes one image's reduced grid.
+    #[cfg(test)]
     pub(crate) fn add(&mut self, image: IvfImage, grid: &PatchGrid) {
+        self.add_all(vec![(image, grid)]);
+    }
+
+    /// Indexes several images' reduced grids, in order. Their tokens are assigned to lists in
+    /// one pass on every core (one image alone is smaller than a slab): the assignment is the
+    /// build's main cost.
+    pub(crate) fn add_all(&mut self, images: Vec<(IvfImage, &PatchGrid)>) {
+        let tokens: Vec<f32> = images.iter().flat_map(|(_, g)| g.values().iter().copied()).collect();
+        let assigned = nearest(&tokens, &self.centroids, self.dim);
+        let mut offset = 0;
+        for (image, grid) in images {
+            let n = grid.rows() * grid.cols();
+            self.add_assigned(image, &assigned[offset..offset + n]);
+            offset += n;
+        }
+    }
+
+    /// Indexes one image whose tokens were assigned to lists `assigned` (one per cell).
+    fn add_assigned(&mut self, image: IvfImage, assigned: &[usize]) {
         let slot = self.images.len() as u32;
         let n_lists = self.list_sizes.len();
         let lists =
             self.groups.entry(image.group).or_insert_with(|| (0..n_lists).map(|_| PostingList::default()).collect());
-        for (cell, c) in nearest(grid.values(), &self.centroids, self.dim).into_iter().enumerate() {
+        for (cell, &c) in assigned.iter().enumerate() {
             lists[c].slots.push(slot);
             lists[c].cells.push(cell as u16);
             self.list_sizes[c] += 1;
         }
-        self.tokens += grid.rows() * grid.cols();
+        self.tokens += assigned.len();
         self.seen.insert(image.id);
         self.images.push(image);
     }

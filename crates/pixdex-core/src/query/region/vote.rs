@@ -29,9 +29,33 @@ const CODEBOOK_SAMPLE: usize = 60_000;
 /// The region index's file in the collection folder.
 const REGION_INDEX_FILE: &str = "region_index";
 
-fn add_region_image(ivf: &mut PatchIvf, id: ImageId, frame: &RegionFrame, grid: &PatchGrid) {
+fn ivf_image(id: ImageId, frame: &RegionFrame, grid: &PatchGrid) -> IvfImage {
     let scale = cells_per_px(frame, grid.rows(), grid.cols());
-    ivf.add(IvfImage { id: id.0, cols: grid.cols() as u16, cells_per_px: scale, group: scale_group(scale) }, grid);
+    IvfImage { id: id.0, cols: grid.cols() as u16, cells_per_px: scale, group: scale_group(scale) }
+}
+
+/// Images whose tokens are assigned to lists together when the index is built or caught up.
+const ADD_BATCH: usize = 64;
+
+/// Indexes `grids` (in order) in batches of [`ADD_BATCH`] images.
+fn add_region_grids(
+    ivf: &mut PatchIvf,
+    grids: impl Iterator<Item = Result<(ImageId, (RegionFrame, PatchGrid))>>,
+) -> Result<()> {
+    let mut batch: Vec<(IvfImage, PatchGrid)> = Vec::with_capacity(ADD_BATCH);
+    let flush = |ivf: &mut PatchIvf, batch: &mut Vec<(IvfImage, PatchGrid)>| {
+        ivf.add_all(batch.iter().map(|(image, grid)| (*image, grid)).collect());
+        batch.clear();
+    };
+    for entry in grids {
+        let (id, (frame, grid)) = entry?;
+        batch.push((ivf_image(id, &frame, &grid), grid));
+        if batch.len() == ADD_BATCH {
+            flush(ivf, &mut batch);
+        }
+    }
+    flush(ivf, &mut batch);
+    Ok(())
 }
 
 /// The images the vote ranked, as slots into the inverted file's image list (a snapshot, so the
@@ -224,10 +248,7 @@ impl Collection {
             sample.extend_from_slice(g.values());
         }
         let mut ivf = PatchIvf::train(&sample, dim, list_count(tokens), tokens);
-        for entry in self.region_grids(ImageId(0), 1) {
-            let (id, (frame, grid)) = entry?;
-            add_region_image(&mut ivf, id, &frame, &grid);
-        }
+        add_region_grids(&mut ivf, self.region_grids(ImageId(0), 1))?;
         // Images without a region grid are examined once, not at every catch-up.
         ivf.seen.extend(live);
         Ok(ivf)
@@ -236,14 +257,17 @@ impl Collection {
     /// Indexes the stored region grids of `ids` (those without one are only marked seen).
     fn add_region_images(&self, ivf: &mut PatchIvf, mut ids: Vec<u64>) -> Result<()> {
         ids.sort_unstable();
-        for id in ids {
-            match self.region_grid(ImageId(id))? {
-                Some((frame, grid)) => add_region_image(ivf, ImageId(id), &frame, &grid),
-                None => {
-                    ivf.seen.insert(id);
-                }
+        let mut without = Vec::new();
+        let stored = ids.into_iter().filter_map(|id| match self.region_grid(ImageId(id)) {
+            Ok(Some(grid)) => Some(Ok((ImageId(id), grid))),
+            Ok(None) => {
+                without.push(id);
+                None
             }
-        }
+            Err(e) => Some(Err(e)),
+        });
+        add_region_grids(ivf, stored)?;
+        ivf.seen.extend(without);
         Ok(())
     }
 
