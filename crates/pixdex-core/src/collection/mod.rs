@@ -195,6 +195,11 @@ impl Collection {
     /// The reduction patch tokens go through, once a collection with quantised patch grids
     /// stores one.
     pub fn patch_reduction(&self) -> Option<Arc<TokenReduction>> {
+        // An int8 collection never pins one: no store lookup per grid read (on a shared store,
+        // a missing reduction is looked up again at every call).
+        if !self.config.patch_codec.quantised {
+            return None;
+        }
         self.patch_reduction.get(self.store.as_ref())
     }
 
